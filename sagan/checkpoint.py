@@ -1,0 +1,101 @@
+"""Checkpoint I/O: full training states (torch, weights only) and exported generators (safetensors).
+
+Nothing here unpickles code: training states load with ``weights_only=True`` and exported
+weights are safetensors with the model config as JSON in their metadata.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+from .config import ModelConfig
+from .networks import Generator
+
+STATE_VERSION = 1
+EXPORT_FORMAT = "sagan-anime/generator/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded, with a message that says why."""
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """Write to a temporary file, then rename: a crash mid-write never leaves a torn checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_training_state(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {str(path)!r}.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickles carrying code and corrupt files both land here
+        raise CheckpointError(f"{str(path)!r} is not a loadable sagan-anime training checkpoint "
+                              f"(only plain tensors and containers are accepted): {str(e).splitlines()[0]}") from None
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        raise CheckpointError(f"{str(path)!r} is not a sagan-anime training checkpoint of version {STATE_VERSION}.")
+    return state
+
+
+def export_generator(g: Generator, path: str | os.PathLike, dtype: str = "fp32", step: int | None = None) -> None:
+    """Save a generator's weights as safetensors, its ModelConfig in the metadata."""
+    if dtype not in ("fp32", "fp16"):
+        raise ValueError(f"export dtype must be fp32 or fp16, not {dtype!r}.")
+    target = torch.float16 if dtype == "fp16" else torch.float32
+    tensors = {k: (v.to(target) if v.is_floating_point() else v).detach().cpu().contiguous()
+               for k, v in g.state_dict().items()}
+    metadata = {"format": EXPORT_FORMAT, "config": json.dumps(dataclasses.asdict(g.cfg))}
+    if step is not None:
+        metadata["step"] = str(step)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def read_export_metadata(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no generator weights at {str(path)!r}: pass the .safetensors file train.py "
+                              "exported (--export).")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{str(path)!r} is not a safetensors file: {e}") from None
+    if metadata.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"{str(path)!r} was not exported by sagan-anime (metadata format "
+                              f"{metadata.get('format')!r}, expected {EXPORT_FORMAT!r}).")
+    return metadata
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
+    """An exported generator, fp32, in eval mode. Mismatched weights are refused, never half-loaded."""
+    metadata = read_export_metadata(path)
+    try:
+        cfg = ModelConfig.from_dict(json.loads(metadata["config"]))
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{str(path)!r} has an unusable model config: {e}") from None
+    g = Generator(cfg)
+    tensors = load_file(str(path))
+    expected = g.state_dict()
+    missing, unexpected = set(expected) - set(tensors), set(tensors) - set(expected)
+    wrong = [k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{str(path)!r} does not match its own config: missing {sorted(missing)[:3]}, "
+                              f"unexpected {sorted(unexpected)[:3]}, wrong shape {sorted(wrong)[:3]}.")
+    g.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    return g.eval().requires_grad_(False).to(device)

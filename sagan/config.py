@@ -1,0 +1,121 @@
+"""Configuration dataclasses: the model's shape and a training run's options.
+
+Both are plain dataclasses so they serialise to JSON (run directories, checkpoints and the
+metadata of exported weights) and back without pickling anything.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+IMAGE_SIZES = (32, 64, 128)
+PRESETS = ("sagan", "seed", "dcgan")
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 64                      # output resolution: 32, 64 or 128
+    z_dim: int = 100                          # latent vector length
+    conv_dim: int = 64                        # channels of the finest layer; coarser layers double it
+    g_attn: tuple[int, ...] = (16, 32)        # generator feature-map resolutions followed by self-attention
+    d_attn: tuple[int, ...] = (16, 8)         # discriminator feature-map resolutions followed by self-attention
+    attn_pool: bool = True                    # 2x2 max-pooled keys and values (official SAGAN) instead of full attention
+
+    def __post_init__(self):
+        self.g_attn = tuple(int(r) for r in self.g_attn)
+        self.d_attn = tuple(int(r) for r in self.d_attn)
+        if self.image_size not in IMAGE_SIZES:
+            raise ValueError(f"image_size {self.image_size} is not supported: choose one of {IMAGE_SIZES}.")
+        if self.z_dim < 1 or self.conv_dim < 8:
+            raise ValueError(f"z_dim must be >= 1 and conv_dim >= 8 (got {self.z_dim}, {self.conv_dim}).")
+        g_ok, d_ok = generator_resolutions(self.image_size), discriminator_resolutions(self.image_size)
+        for name, wanted, ok in (("g_attn", self.g_attn, g_ok), ("d_attn", self.d_attn, d_ok)):
+            bad = [r for r in wanted if r not in ok]
+            if bad:
+                raise ValueError(f"{name} resolution(s) {bad} do not exist at image size {self.image_size}: "
+                                 f"choose from {list(ok)}.")
+        if self.attn_pool and any(r < 2 for r in self.g_attn + self.d_attn):
+            raise ValueError("attn_pool needs feature maps of at least 2x2.")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown model config field(s) {sorted(unknown)}: the file was written by "
+                             "another version of sagan-anime.")
+        return cls(**values)
+
+
+def generator_resolutions(image_size: int) -> tuple[int, ...]:
+    """Resolutions of the generator's hidden feature maps: 4, 8, ..., image_size / 2."""
+    return tuple(4 * 2 ** i for i in range(image_size.bit_length() - 3))
+
+
+def discriminator_resolutions(image_size: int) -> tuple[int, ...]:
+    """Resolutions of the discriminator's hidden feature maps: image_size / 2, ..., 4."""
+    return tuple(reversed(generator_resolutions(image_size)))
+
+
+def preset(name: str, image_size: int = 64, **overrides) -> ModelConfig:
+    """Attention placement by name, scaled to the image size.
+
+    seed:  the blog post's generator (attention on the two coarsest maps, 4x4 and 8x8).
+    sagan: attention on the two finest generator maps (16x16, 32x32 at 64x64) and on the
+           discriminator's S/4 and S/8 maps, with pooled keys: the default, chosen for speed.
+    dcgan: no attention at all, for measuring what attention buys.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}.")
+    s = image_size
+    placement = {
+        "seed": dict(g_attn=(4, 8), d_attn=(8, 4), attn_pool=False),
+        "sagan": dict(g_attn=(s // 4, s // 2), d_attn=(s // 4, s // 8), attn_pool=True),
+        "dcgan": dict(g_attn=(), d_attn=(), attn_pool=False),
+    }[name]
+    placement.update(overrides)
+    return ModelConfig(image_size=image_size, **placement)
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""                            # folder (searched recursively) or .zip of jpg/png/webp images
+    out: str = "runs/sagan"                   # run directory: config, log, samples, checkpoints
+    preset: str = "sagan"                     # attention placement preset the model was built from
+    model: ModelConfig = field(default_factory=ModelConfig)  # network shape
+    steps: int = 10_000                       # total generator updates (one D update each)
+    batch_size: int = 64                      # images per step, real and fake each
+    lr_g: float = 1e-4                        # generator Adam learning rate (TTUR)
+    lr_d: float = 4e-4                        # discriminator Adam learning rate (TTUR)
+    beta1: float = 0.0                        # Adam beta1
+    beta2: float = 0.9                        # Adam beta2
+    ema_kimg: float = 10.0                    # half-life of the generator's EMA, in thousands of images
+    ema_rampup: float = 0.05                  # early on the half-life is at most this fraction of images seen
+    diffaugment: str = ""                     # DiffAugment policy, e.g. "color,translation,cutout"; empty: off
+    holdout: int = 0                          # last N files by name kept out of training (validation split)
+    seed: int = 0                             # seeds weights, latents, data order and augmentation
+    device: str = "auto"                      # auto, cpu or cuda
+    precision: str = "auto"                   # auto, bf16 or fp32 (auto: bf16 where the hardware has it)
+    compile: bool = False                     # torch.compile G and D (falls back to eager if it fails)
+    log_every: int = 50                       # steps between log lines and TensorBoard scalars
+    sample_every: int = 500                   # steps between sample grids from the fixed latents
+    ckpt_every: int = 1000                    # steps between periodic checkpoints (latest is kept too)
+    keep_ckpts: int = 5                       # periodic checkpoints kept on disk (oldest deleted first)
+    num_grid: int = 64                        # faces in each progress grid (seeds 0..num_grid-1)
+    cache_dir: str = ""                       # where decoded data sets are cached; empty: <out>/../.cache
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):
+            self.model = ModelConfig.from_dict(self.model)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown training config field(s) {sorted(unknown)}.")
+        return cls(**values)

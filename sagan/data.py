@@ -1,0 +1,159 @@
+"""Image data sets: a folder (searched recursively) or a .zip of jpg/png/webp files.
+
+Images are decoded once — RGB conversion, centre crop to a square, antialiased resize — into a
+uint8 array cached on disk, so later runs and epochs never decode a JPEG again. Files that cannot
+be decoded are skipped and counted in one warning. Batches are drawn without any hidden state:
+the images of step t are a function of (seed, t), which makes resuming exact.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+CACHE_VERSION = 1
+
+
+class DataError(ValueError):
+    """A data set that cannot be used, with a message that says why and what to do."""
+
+
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(EXTENSIONS) and not Path(name).name.startswith(".")
+
+
+def list_images(path: str | os.PathLike) -> list[str]:
+    """Names of the image files in a folder (relative, recursive) or a zip, sorted."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data path {str(path)!r} does not exist: pass a folder or a .zip of images.")
+    if path.is_dir():
+        return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() and _is_image_name(p.name))
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            return sorted(n for n in zf.namelist() if not n.endswith("/") and _is_image_name(n))
+    raise DataError(f"data path {str(path)!r} is neither a folder nor a .zip file.")
+
+
+def _read_all(path: Path, names: list[str]) -> list[bytes]:
+    if path.is_dir():
+        return [(path / n).read_bytes() for n in names]
+    with zipfile.ZipFile(path) as zf:
+        return [zf.read(n) for n in names]
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB from any PIL mode; transparent pixels are laid on white rather than on arbitrary colour."""
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def decode_image(data: bytes, image_size: int) -> np.ndarray | None:
+    """Decode, crop to the central square and resize; None when the bytes are not a usable image."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            img = to_rgb(img)
+    except Exception:  # PIL raises many types for broken, truncated or oversized files
+        return None
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    img = img.crop((left, top, left + side, top + side))
+    if side != image_size:
+        img = img.resize((image_size, image_size), Image.Resampling.LANCZOS)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _cache_key(path: Path, names: list[str], image_size: int) -> str:
+    h = hashlib.sha256(f"{CACHE_VERSION}|{path.resolve()}|{image_size}".encode())
+    if path.is_dir():
+        for n in names:
+            st = (path / n).stat()
+            h.update(f"{n}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    else:
+        st = path.stat()
+        h.update(f"{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:20]
+
+
+def load_images(path: str | os.PathLike, image_size: int, cache_dir: str | os.PathLike | None = None,
+                holdout: int = 0, split: str = "train") -> torch.Tensor:
+    """All usable images of a data set as a uint8 tensor (N, 3, S, S).
+
+    ``holdout`` keeps the last N files by name apart: ``split="train"`` gives the rest,
+    ``split="holdout"`` gives those N.
+    """
+    if split not in ("train", "holdout", "all"):
+        raise ValueError(f"split must be train, holdout or all, not {split!r}.")
+    path = Path(path)
+    names = list_images(path)
+    if not names:
+        raise DataError(f"no images ({', '.join(EXTENSIONS)}) found in {str(path)!r}.")
+    if holdout < 0 or holdout >= len(names):
+        raise DataError(f"holdout {holdout} must be between 0 and the number of files ({len(names)}) - 1.")
+    cut = len(names) - holdout
+    names = {"train": names[:cut], "holdout": names[cut:], "all": names}[split]
+
+    cache_file = None
+    if cache_dir:
+        cache_file = Path(cache_dir) / f"images-{_cache_key(path, names, image_size)}.npy"
+        if cache_file.exists():
+            return torch.from_numpy(np.load(cache_file))
+
+    blobs = _read_all(path, names)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        decoded = list(pool.map(lambda b: decode_image(b, image_size), blobs, chunksize=64))
+    bad = [n for n, d in zip(names, decoded) if d is None]
+    good = [d for d in decoded if d is not None]
+    if bad:
+        warnings.warn(f"skipped {len(bad)} of {len(names)} files that could not be read as images "
+                      f"(e.g. {', '.join(bad[:3])}).", stacklevel=2)
+    if not good:
+        raise DataError(f"none of the {len(names)} image files in {str(path)!r} could be decoded.")
+    images = np.ascontiguousarray(np.stack(good).transpose(0, 3, 1, 2))
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, images)
+        os.replace(tmp, cache_file)
+    return torch.from_numpy(images)
+
+
+def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The random stream of one training step: a pure function of (seed, step)."""
+    return torch.Generator(device).manual_seed((seed * 1_000_003 + step) % (2 ** 63))
+
+
+def batch_indices(num_images: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
+    """Indices of step ``step``'s batch: consecutive slices of a fresh permutation per epoch."""
+    start = step * batch_size
+    chunks, pos = [], start
+    while pos < start + batch_size:
+        epoch, offset = divmod(pos, num_images)
+        perm = torch.randperm(num_images, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+        take = min(num_images - offset, start + batch_size - pos)
+        chunks.append(perm[offset:offset + take])
+        pos += take
+    return torch.cat(chunks)
+
+
+def real_batch(images: torch.Tensor, batch_size: int, seed: int, step: int) -> torch.Tensor:
+    """A float batch in [-1, 1] with random horizontal flips, on the device ``images`` lives on."""
+    idx = batch_indices(images.shape[0], batch_size, seed, step).to(images.device)
+    x = images[idx].float().div_(127.5).sub_(1.0)
+    gen = step_generator(seed, step, images.device)
+    flip = torch.rand(batch_size, generator=gen, device=images.device) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)

@@ -1,0 +1,283 @@
+"""The training loop: hinge loss, TTUR Adam, an EMA generator, run directory and checkpoints.
+
+One iteration makes one batch of fakes, updates D on real and fake in a single forward pass,
+then updates G through the updated D on the same fakes (D's weight gradients switched off).
+Randomness is a function of (seed, step), so a resumed run repeats an uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .augment import diff_augment, parse_policy
+from .checkpoint import STATE_VERSION, atomic_torch_save, export_generator, load_training_state
+from .config import TrainConfig
+from .data import load_images, real_batch, step_generator
+from .losses import d_hinge_loss, g_hinge_loss
+from .networks import Discriminator, Generator
+from .sampling import latents
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (diverged, or mis-configured); the message says why."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for but no CUDA GPU is available: use --device cpu.")
+    if name not in ("cpu", "cuda"):
+        raise TrainingError(f"unknown device {name!r}: choose auto, cpu or cuda.")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    if name == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    if name not in ("bf16", "fp32"):
+        raise TrainingError(f"unknown precision {name!r}: choose auto, bf16 or fp32.")
+    return name
+
+
+@dataclass
+class Models:
+    G: Generator
+    D: Discriminator
+    G_ema: Generator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    step: int = 0
+
+
+def build_models(cfg: TrainConfig, device: torch.device) -> Models:
+    torch.manual_seed(cfg.seed)
+    G, D = Generator(cfg.model), Discriminator(cfg.model)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    G, D, G_ema = (m.to(device, memory_format=torch.channels_last) for m in (G, D, G_ema))
+    # Fused Adam runs the whole update as one kernel per dtype group (CPU and CUDA).
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2), fused=True)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), fused=True)
+    return Models(G, D, G_ema, opt_g, opt_d)
+
+
+def training_state(models: Models, cfg: TrainConfig) -> dict:
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {"version": STATE_VERSION, "step": models.step, "config": dataclasses.asdict(cfg),
+            "G": models.G.state_dict(), "D": models.D.state_dict(), "G_ema": models.G_ema.state_dict(),
+            "opt_g": models.opt_g.state_dict(), "opt_d": models.opt_d.state_dict(), "rng": rng}
+
+
+def restore(models: Models, state: dict) -> None:
+    for name in ("G", "D", "G_ema", "opt_g", "opt_d"):
+        getattr(models, name).load_state_dict(state[name])
+    models.step = int(state["step"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
+def ema_decay(cfg: TrainConfig, step: int) -> float:
+    """Per-step EMA decay for a half-life of ema_kimg thousand images (StyleGAN2-ADA's schedule).
+
+    The ramp-up shortens the half-life early in training, so the average never leans on the
+    random weights of the first steps.
+    """
+    half_life = cfg.ema_kimg * 1000
+    if cfg.ema_rampup > 0:
+        half_life = min(half_life, step * cfg.batch_size * cfg.ema_rampup)
+    return 0.5 ** (cfg.batch_size / max(half_life, 1e-8))
+
+
+@torch.no_grad()
+def update_ema(g_ema: nn.Module, g: nn.Module, decay: float) -> None:
+    ema_params, params = list(g_ema.parameters()), list(g.parameters())
+    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    for b_ema, b in zip(g_ema.buffers(), g.buffers()):
+        b_ema.copy_(b)
+
+
+def train_step(models: Models, G: nn.Module, D: nn.Module, real: torch.Tensor, z: torch.Tensor,
+               policy: tuple[str, ...], gen: torch.Generator, autocast) -> tuple[torch.Tensor, torch.Tensor]:
+    """One D update and one G update; returns the two losses as tensors (no host sync).
+
+    ``G`` and ``D`` may be compiled wrappers of ``models.G`` and ``models.D``.
+    """
+    b = real.shape[0]
+    with autocast:
+        fake = G(z)
+        d_input = torch.cat([real, fake.detach()])
+        if policy:
+            d_input = diff_augment(d_input, policy, gen)
+        logits = D(d_input)
+        d_loss = d_hinge_loss(logits[:b], logits[b:])
+    models.opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    models.opt_d.step()
+
+    models.D.requires_grad_(False)  # G's update needs gradients through D, not of D's weights
+    with autocast:
+        g_loss = g_hinge_loss(D(diff_augment(fake, policy, gen) if policy else fake))
+    models.opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    models.opt_g.step()
+    models.D.requires_grad_(True)
+    return d_loss.detach(), g_loss.detach()
+
+
+def iteration(models: Models, G: nn.Module, D: nn.Module, images: torch.Tensor, cfg: TrainConfig,
+              policy: tuple[str, ...], autocast) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw step ``models.step``'s batch and latents, train on them, update the EMA, advance."""
+    step, device = models.step, images.device
+    gen = step_generator(cfg.seed, step, device)
+    real = real_batch(images, cfg.batch_size, cfg.seed, step).contiguous(memory_format=torch.channels_last)
+    z = torch.randn(cfg.batch_size, cfg.model.z_dim, generator=gen, device=device)
+    losses = train_step(models, G, D, real, z, policy, gen, autocast)
+    update_ema(models.G_ema, models.G, ema_decay(cfg, step + 1))
+    models.step += 1
+    return losses
+
+
+def make_autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
+    if not enabled:
+        return model
+    import torch._dynamo
+    torch._dynamo.config.suppress_errors = True  # fall back to eager where compilation fails
+    return torch.compile(model)
+
+
+class RunDirectory:
+    """config.json, log.jsonl, samples/, checkpoints/ and TensorBoard events of one run."""
+
+    def __init__(self, cfg: TrainConfig, tensorboard: bool = True):
+        self.root = Path(cfg.out)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "config.json").write_text(cfg.to_json())
+        self.ckpt_dir = self.root / "checkpoints"
+        self.keep = cfg.keep_ckpts
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(self.root / "tensorboard"))
+
+    def log(self, step: int, scalars: dict) -> None:
+        with open(self.root / "log.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, **scalars}) + "\n")
+        if self.writer:
+            for k, v in scalars.items():
+                self.writer.add_scalar(k, v, step)
+
+    def save_grid(self, step: int, images: torch.Tensor) -> Path:
+        from torchvision.utils import make_grid, save_image
+        grid = make_grid(images.float(), nrow=int(math.sqrt(images.shape[0])) or 1,
+                         normalize=True, value_range=(-1, 1), padding=2)
+        path = self.root / "samples" / f"step-{step:07d}.png"
+        path.parent.mkdir(exist_ok=True)
+        save_image(grid, path)
+        if self.writer:
+            self.writer.add_image("samples", grid, step)
+        return path
+
+    def save_checkpoint(self, state: dict, periodic: bool) -> None:
+        atomic_torch_save(state, self.ckpt_dir / "latest.pt")
+        if periodic:
+            atomic_torch_save(state, self.ckpt_dir / f"step-{state['step']:07d}.pt")
+            old = sorted(self.ckpt_dir.glob("step-*.pt"))[:-self.keep] if self.keep > 0 else []
+            for path in old:
+                path.unlink()
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None = None,
+          export_dtype: str = "fp32", progress: bool = True, tensorboard: bool = True) -> Models:
+    """Train (or continue training) as ``cfg`` says; returns the models at the final step."""
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    policy = parse_policy(cfg.diffaugment)
+    images = load_images(cfg.data, cfg.model.image_size, cache_dir=cfg.cache_dir or Path(cfg.out) / "cache",
+                         holdout=cfg.holdout, split="train").to(device)
+    models = build_models(cfg, device)
+    if resume_state is not None:
+        restore(models, resume_state)
+    G, D = maybe_compile(models.G, cfg.compile), maybe_compile(models.D, cfg.compile)
+    autocast = make_autocast(device, precision)
+    run = RunDirectory(cfg, tensorboard=tensorboard)
+    fixed_z = latents(range(cfg.num_grid), cfg.model.z_dim).to(device)
+    run.log(models.step, {"event/start": 1.0, "images": float(images.shape[0])})
+
+    from tqdm import tqdm
+    bar = tqdm(total=cfg.steps, initial=models.step, disable=not progress, unit="step", dynamic_ncols=True)
+    d_sum = g_sum = torch.zeros((), device=device)
+    window_start, window_steps = time.perf_counter(), 0
+    try:
+        while models.step < cfg.steps:
+            d_loss, g_loss = iteration(models, G, D, images, cfg, policy, autocast)
+            d_sum, g_sum, window_steps = d_sum + d_loss, g_sum + g_loss, window_steps + 1
+            bar.update(1)
+            done = models.step == cfg.steps
+            if models.step % cfg.log_every == 0 or done:
+                d_mean, g_mean = (d_sum / window_steps).item(), (g_sum / window_steps).item()
+                elapsed = time.perf_counter() - window_start
+                ips = window_steps * cfg.batch_size / max(elapsed, 1e-9)
+                if not (math.isfinite(d_mean) and math.isfinite(g_mean)):
+                    raise TrainingError(f"losses became non-finite at step {models.step} (D {d_mean}, G {g_mean}); "
+                                        f"the last good checkpoint is {run.ckpt_dir / 'latest.pt'}. Lower the "
+                                        "learning rates or use --precision fp32, then --resume.")
+                run.log(models.step, {"loss/d": d_mean, "loss/g": g_mean, "speed/img_per_s": ips,
+                                      "gamma/g": _gammas(models.G)})
+                bar.set_postfix(d=f"{d_mean:.3f}", g=f"{g_mean:.3f}", img_s=f"{ips:.0f}")
+                d_sum = g_sum = torch.zeros((), device=device)
+                window_start, window_steps = time.perf_counter(), 0
+            if models.step % cfg.sample_every == 0 or done:
+                with torch.inference_mode():
+                    run.save_grid(models.step, models.G_ema(fixed_z))
+            if models.step % cfg.ckpt_every == 0 or done:
+                run.save_checkpoint(training_state(models, cfg), periodic=models.step % cfg.ckpt_every == 0)
+    finally:
+        bar.close()
+        run.close()
+    if export:
+        export_generator(models.G_ema, export, dtype=export_dtype, step=models.step)
+    return models
+
+
+def _gammas(g: nn.Module) -> float:
+    """Mean |gamma| of the generator's attention layers: how much attention contributes."""
+    values = [m.gamma.abs().item() for name, m in g.named_modules() if hasattr(m, "gamma")]
+    return sum(values) / len(values) if values else 0.0
+
+
+def export_run(run_dir: str | Path, path: str, dtype: str = "fp32") -> int:
+    """Export the EMA generator of a run's latest checkpoint without training; returns its step."""
+    state = load_training_state(Path(run_dir) / "checkpoints" / "latest.pt")
+    cfg = TrainConfig.from_dict(state["config"])
+    g = Generator(cfg.model)
+    g.load_state_dict(state["G_ema"])
+    export_generator(g, path, dtype=dtype, step=int(state["step"]))
+    return int(state["step"])

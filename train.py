@@ -1,0 +1,118 @@
+"""Train SAGAN on a folder or zip of images, and export the EMA generator for the app.
+
+    python train.py --data faces.zip --out runs/anime64 --steps 20000
+    python train.py --out runs/anime64 --resume --steps 40000        # continue a run
+    python train.py --out runs/anime64 --export checkpoints/anime64.safetensors   # export only
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from sagan.checkpoint import CheckpointError, load_training_state
+from sagan.config import PRESETS, ModelConfig, TrainConfig, preset
+from sagan.data import DataError
+from sagan.training import TrainingError, export_run, train
+
+MODEL_FLAGS = {"image_size", "z_dim", "conv_dim", "g_attn", "d_attn", "attn_pool"}
+
+
+def _resolutions(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(r) for r in text.split(",") if r.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated resolutions like 16,32, got {text!r}") from None
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                argument_default=None)
+    a = p.add_argument
+    a("--data", help="folder (recursive) or .zip of jpg/png/webp images")
+    a("--out", help=f"run directory (default {d.out})")
+    a("--steps", type=int, help=f"total training steps (default {d.steps})")
+    a("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
+    a("--image-size", type=int, choices=(32, 64, 128), help="output resolution (default 64)")
+    a("--preset", choices=PRESETS, help="attention placement: sagan (default), seed or dcgan")
+    a("--g-attn", type=_resolutions, help="generator attention resolutions, e.g. 16,32 (overrides the preset)")
+    a("--d-attn", type=_resolutions, help="discriminator attention resolutions, e.g. 16,8 (overrides the preset)")
+    a("--attn-pool", action=argparse.BooleanOptionalAction, help="2x2 max-pooled attention keys/values")
+    a("--z-dim", type=int, help="latent size (default 100)")
+    a("--conv-dim", type=int, help="base channel width (default 64)")
+    a("--lr-g", type=float, help=f"generator learning rate (default {d.lr_g})")
+    a("--lr-d", type=float, help=f"discriminator learning rate (default {d.lr_d})")
+    a("--ema-kimg", type=float, help=f"half-life of the sampled generator's EMA in kimg (default {d.ema_kimg})")
+    a("--ema-rampup", type=float, help=f"EMA half-life ramp-up fraction, 0 for none (default {d.ema_rampup})")
+    a("--diffaugment", help='DiffAugment policy, e.g. "color,translation,cutout" (default off)')
+    a("--holdout", type=int, help="keep the last N files by name out of training (default 0)")
+    a("--seed", type=int, help=f"random seed (default {d.seed})")
+    a("--device", choices=("auto", "cpu", "cuda"), help="default auto")
+    a("--precision", choices=("auto", "bf16", "fp32"), help="default auto: bf16 where supported")
+    a("--compile", action=argparse.BooleanOptionalAction, help="torch.compile G and D")
+    a("--log-every", type=int, help=f"default {d.log_every}")
+    a("--sample-every", type=int, help=f"default {d.sample_every}")
+    a("--ckpt-every", type=int, help=f"default {d.ckpt_every}")
+    a("--keep-ckpts", type=int, help=f"periodic checkpoints kept (default {d.keep_ckpts})")
+    a("--cache-dir", help="where decoded data sets are cached (default <out>/cache)")
+    a("--resume", nargs="?", const="latest", help="continue from <out>/checkpoints/latest.pt, or from PATH")
+    a("--export", metavar="PATH.safetensors", help="write the EMA generator here at the end (alone: export <out>)")
+    a("--export-dtype", choices=("fp32", "fp16"), default="fp32", help="dtype of exported weights")
+    a("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> tuple[TrainConfig, dict | None]:
+    """Defaults <- checkpoint config (when resuming) <- flags given on the command line."""
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
+    state = None
+    if args.resume:
+        out = Path(given.get("out", TrainConfig().out))
+        path = out / "checkpoints" / "latest.pt" if args.resume == "latest" else Path(args.resume)
+        state = load_training_state(path)
+        cfg = TrainConfig.from_dict(state["config"])
+        changed = {k for k in MODEL_FLAGS & set(given) if given[k] != getattr(cfg.model, k)}
+        if "preset" in given and given["preset"] != cfg.preset:
+            changed.add("preset")
+        if changed:
+            raise TrainingError(f"cannot change {sorted(changed)} when resuming: the checkpoint's networks are fixed.")
+    else:
+        cfg = TrainConfig()
+        cfg.preset = given.get("preset", cfg.preset)
+        cfg.model = preset(cfg.preset, given.get("image_size", 64),
+                           **{k: given[k] for k in MODEL_FLAGS - {"image_size"} if k in given})
+    for k in train_fields - {"preset"}:
+        if k in given:
+            setattr(cfg, k, given[k])
+    return cfg, state
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.export and not args.data and not args.resume:
+            out = args.out or TrainConfig().out
+            step = export_run(out, args.export, args.export_dtype)
+            print(f"exported the EMA generator of {out} (step {step}) to {args.export}")
+            return 0
+        cfg, state = build_config(args)
+        if not cfg.data:
+            raise TrainingError("no data: pass --data FOLDER_OR_ZIP.")
+        train(cfg, resume_state=state, export=args.export, export_dtype=args.export_dtype,
+              progress=not args.no_progress)
+        if args.export:
+            print(f"exported the EMA generator to {args.export}")
+    except (DataError, CheckpointError, TrainingError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the latest checkpoint is kept; continue with --resume.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
