@@ -71,7 +71,7 @@ def capture_attention(model: nn.Module):
                 n = output.shape[1]
                 side = int(round(n ** 0.5))
                 maps.append(AttentionMap(name, side, module.key_grid(side, side),
-                                         float(module.gamma), output.detach().float().cpu()))
+                                         float(module.gamma.detach()), output.detach().float().cpu()))
             handles.append(module.softmax.register_forward_hook(hook))
     try:
         yield maps

@@ -1,0 +1,199 @@
+"""Gradio app: generate anime faces with a trained SAGAN and look inside its self-attention.
+
+    python app.py [--checkpoint PATH] [--host HOST] [--port PORT]
+
+The checkpoint is --checkpoint, else $SAGAN_CHECKPOINT, else checkpoints/anime64.safetensors; the
+address is --host/--port, else $GRADIO_SERVER_NAME/$GRADIO_SERVER_PORT, else 127.0.0.1:7860.
+All compute lives in sagan.explore; this file only wires it to widgets and named API endpoints
+(/generate, /attention, /grid, /interpolate, /walk), all usable from gradio_client.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from sagan import explore
+from sagan.checkpoint import CheckpointError, load_generator
+
+DEFAULT_CHECKPOINT = "checkpoints/anime64.safetensors"
+CSS = ".pixelated img { image-rendering: pixelated; }"
+
+ABOUT = """
+**SAGAN** (Self-Attention GAN, Zhang et al. 2018) is a GAN whose generator has, besides
+convolutions that only see a small neighbourhood, *self-attention* layers: every position of a
+feature map computes a weighted average over **all** positions, so an eye can look at the other
+eye, a strand of hair at the rest of the hair. Each attention layer's output is added to its input
+scaled by a learned **gamma**; gamma starts at 0 and grows only as far as attention helps.
+
+A **seed** picks the latent vector; the **truncation** trick redraws latent entries larger than the
+threshold, trading variety for cleaner faces (the slider's top = no truncation).
+"""
+
+HOW_TO_READ = """
+**Reading the maps.** Click a pixel of the face (or type its x, y). For each attention layer the
+map shows that pixel's row of the attention matrix: how much weight its query position gives to
+each key position, brightest = most attended, over the face. The white square is the query's
+cell in that layer's feature map; with pooled keys, the keys lie on a grid half as fine. The
+caption gives the layer's learned gamma: a layer with gamma near 0 barely changes the image,
+however striking its map. "Peak" compares the strongest weight with uniform attention.
+"""
+
+
+def load_explorer(path: str | os.PathLike) -> explore.Explorer:
+    """The generator at ``path``, loaded once; raises CheckpointError with a readable message."""
+    return explore.Explorer(load_generator(path))
+
+
+def user_errors(fn):
+    """Show what was wrong with the inputs as a message in the UI or the API reply, not a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args):
+        try:
+            return fn(*args)
+        except ValueError as e:
+            raise gr.Error(str(e)) from None
+    return wrapper
+
+
+def build_demo(explorer: explore.Explorer) -> gr.Blocks:
+    size = explorer.image_size
+    walk_dir = Path(tempfile.mkdtemp(prefix="sagan-walks-"))
+
+    @user_errors
+    def generate(seed, truncation):
+        return explore.upscale(explorer.face(seed, truncation).face, explore.UPSCALE)
+
+    @user_errors
+    def attention(seed, truncation, x, y):
+        return explorer.attention(seed, truncation, x, y)
+
+    @user_errors
+    def grid(seed, count, truncation):
+        faces = explorer.grid(seed, count, truncation)
+        return explore.upscale(explore.tile(faces, columns=int(np.ceil(np.sqrt(len(faces))))), 2)
+
+    @user_errors
+    def interpolate(seed_a, seed_b, t, truncation, method):
+        return explore.upscale(explorer.interpolate(seed_a, seed_b, t, truncation, method), explore.UPSCALE)
+
+    @user_errors
+    def walk(seed_a, seed_b, frames, truncation, method):
+        faces = explorer.walk(seed_a, seed_b, frames, truncation, method)
+        path = walk_dir / f"walk-{int(seed_a)}-{int(seed_b)}-{int(frames)}-{truncation:g}-{method}.gif"
+        # Written under another name and renamed, so a concurrent request never serves half a file.
+        partial = walk_dir / f".{uuid.uuid4().hex}.partial"
+        explore.save_gif(explore.upscale(faces, 4), str(partial))
+        os.replace(partial, path)
+        return explore.upscale(explore.tile(faces, columns=len(faces)), 2), str(path), str(path)
+
+    def query_from_click(evt: gr.SelectData):
+        # A click beside the picture comes with no index (or one just past its edge): keep the query.
+        try:
+            return explore.click_to_pixel(evt.index, size)
+        except (TypeError, ValueError):
+            return gr.skip(), gr.skip()
+
+    with gr.Blocks(title="SAGAN anime faces", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown("# SAGAN anime faces\n" + ABOUT)
+        with gr.Tab("Face & attention"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    seed = gr.Slider(0, explore.MAX_SEED, value=0, step=1, label="seed", elem_id="seed")
+                    random_seed = gr.Button("random seed", size="sm")
+                    truncation = gr.Slider(explore.TRUNCATION_MIN, explore.TRUNCATION_OFF,
+                                           value=explore.TRUNCATION_OFF, step=0.05, label="truncation",
+                                           info=f"lower = more typical faces; {explore.TRUNCATION_OFF:g} = off",
+                                           elem_id="truncation")
+                    with gr.Row():
+                        query_x = gr.Number(size // 2, precision=0, label=f"query x (0-{size - 1})", elem_id="query-x")
+                        query_y = gr.Number(size // 2, precision=0, label=f"query y (0-{size - 1})", elem_id="query-y")
+                    gr.Markdown(HOW_TO_READ)
+                with gr.Column(scale=2):
+                    face = gr.Image(label="face: click a pixel to see where it attends", format="png",
+                                    interactive=False, height=size * explore.UPSCALE, elem_id="face",
+                                    elem_classes="pixelated", buttons=["download"])
+            attn_maps = gr.Gallery(label="attention of the query pixel, per layer", format="png",
+                                   columns=max(len(explorer.g.attn), 1),
+                                   height="auto", object_fit="contain", elem_id="attention",
+                                   elem_classes="pixelated")
+        with gr.Tab("Grid"):
+            with gr.Row():
+                grid_count = gr.Slider(1, explore.MAX_GRID, value=16, step=1, label="faces",
+                                       info="seeds seed, seed+1, ... from the first tab")
+                grid_button = gr.Button("show grid", variant="primary")
+            grid_image = gr.Image(label="consecutive seeds", format="png", interactive=False,
+                                  elem_classes="pixelated", buttons=["download", "fullscreen"])
+        with gr.Tab("Interpolation"):
+            gr.Markdown("A straight walk through latent space from seed A to seed B, with the truncation "
+                        "set on the first tab. Smooth changes mean the generator learned a continuous space.")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    seed_a = gr.Slider(0, explore.MAX_SEED, value=0, step=1, label="seed A")
+                    seed_b = gr.Slider(0, explore.MAX_SEED, value=1, step=1, label="seed B")
+                    t = gr.Slider(0, 1, value=0.5, step=0.01, label="t (0 = A, 1 = B)")
+                    method = gr.Radio(list(explore.METHODS), value="spherical", label="interpolation",
+                                      info="spherical keeps in-between latents at a typical length")
+                    frames = gr.Slider(2, explore.MAX_FRAMES, value=8, step=1, label="frames in the walk")
+                    walk_button = gr.Button("make walk", variant="primary")
+                with gr.Column(scale=2):
+                    between = gr.Image(label="face at t", format="png", interactive=False,
+                                       height=size * explore.UPSCALE, elem_classes="pixelated",
+                                       buttons=["download", "fullscreen"])
+            strip = gr.Image(label="walk from A to B", format="png", interactive=False, elem_classes="pixelated",
+                             buttons=["download", "fullscreen"])
+            with gr.Row():
+                walk_preview = gr.Image(label="walk (animated)", interactive=False, elem_classes="pixelated",
+                                        buttons=["fullscreen"])
+                walk_file = gr.File(label="download the walk (GIF)")
+
+        live = dict(show_progress="hidden", trigger_mode="always_last")
+        random_seed.click(None, None, seed, js=f"() => Math.floor(Math.random() * {explore.MAX_SEED + 1})")
+        gr.on([demo.load, seed.change, truncation.change], generate, [seed, truncation], face,
+              api_name="generate", **live)
+        face.select(query_from_click, None, [query_x, query_y], api_name=False, show_progress="hidden")
+        gr.on([demo.load, seed.change, truncation.change, query_x.change, query_y.change], attention,
+              [seed, truncation, query_x, query_y], attn_maps, api_name="attention", **live)
+        grid_button.click(grid, [seed, grid_count, truncation], grid_image, api_name="grid")
+        gr.on([demo.load, seed_a.change, seed_b.change, t.change, truncation.change, method.change],
+              interpolate, [seed_a, seed_b, t, truncation, method], between, api_name="interpolate", **live)
+        walk_button.click(walk, [seed_a, seed_b, frames, truncation, method], [strip, walk_preview, walk_file],
+                          api_name="walk")
+    # One forward pass at a time runs anyway (explore.Explorer's lock); the limit keeps a crowd
+    # of Spaces visitors queued instead of piling threads onto the CPU.
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default=os.environ.get("SAGAN_CHECKPOINT", DEFAULT_CHECKPOINT),
+                        help=f"exported generator (.safetensors); default $SAGAN_CHECKPOINT or {DEFAULT_CHECKPOINT}")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on; default $GRADIO_SERVER_NAME or 127.0.0.1")
+    parser.add_argument("--port", type=int, default=os.environ.get("GRADIO_SERVER_PORT", "7860"),
+                        help="port to listen on; default $GRADIO_SERVER_PORT or 7860")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        explorer = load_explorer(args.checkpoint)
+    except CheckpointError as e:
+        print(f"error: cannot load the checkpoint: {str(e).rstrip('.')}. Choose another with "
+              "--checkpoint PATH or SAGAN_CHECKPOINT=PATH.", file=sys.stderr)
+        sys.exit(2)
+    build_demo(explorer).launch(server_name=args.host, server_port=args.port, share=False,
+                                ssr_mode=False, css=CSS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Shared fixtures: a tiny exported generator, and the app serving it in a subprocess."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from sagan.checkpoint import export_generator
+from sagan.config import ModelConfig
+from sagan.networks import Generator
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_GAMMAS = (0.5, 1.5)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A 32x32 generator with attention at 8x8 and 16x16, exported like train.py exports one.
+
+    Fresh attention gammas are 0 and fresh attention is nearly uniform; nonzero gammas and
+    amplified features (BatchNorm scale) make the maps depend on the face and the query.
+    """
+    with torch.random.fork_rng():  # leave the global stream as other tests expect it
+        torch.manual_seed(0)
+        g = Generator(ModelConfig(image_size=32, z_dim=16, conv_dim=16, g_attn=(8, 16), d_attn=(8,), attn_pool=True))
+    for gamma, attn in zip(TINY_GAMMAS, g.attn.values()):
+        attn.gamma.data.fill_(gamma)
+    for block in g.blocks:
+        block[1].weight.data.mul_(6.0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    export_generator(g.eval(), path)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url(tiny_checkpoint, tmp_path_factory):
+    """URL of ``python app.py`` serving the tiny checkpoint, address and checkpoint given by env vars."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "app.log"
+    env = dict(os.environ, SAGAN_CHECKPOINT=str(tiny_checkpoint), GRADIO_SERVER_NAME="127.0.0.1",
+               GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
+               # The suite shares two cores: one intra-op thread avoids oversubscription stalls.
+               OMP_NUM_THREADS="1")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"app.py did not answer on {url} within 120 s:\n{log.read_text()}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

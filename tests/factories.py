@@ -1,0 +1,41 @@
+"""Tiny model configs and data sets made on the fly: tests never read ../shared."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sagan.config import ModelConfig, TrainConfig
+
+
+def tiny_model(**overrides) -> ModelConfig:
+    values = dict(image_size=32, z_dim=8, conv_dim=8, g_attn=(8, 16), d_attn=(8,), attn_pool=True)
+    values.update(overrides)
+    return ModelConfig(**values)
+
+
+def tiny_train_config(data, out, **overrides) -> TrainConfig:
+    values = dict(data=str(data), out=str(out), model=tiny_model(), steps=3, batch_size=4, precision="fp32",
+                  device="cpu", log_every=1, sample_every=2, ckpt_every=2, num_grid=4)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def write_faces(folder, count: int = 12, size: int = 40, seed: int = 0) -> list:
+    """Random-colour RGB JPEGs standing in for a data set."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        pixels = rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8)
+        path = folder / f"{i:04d}.jpg"
+        Image.fromarray(pixels).save(path, quality=95)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def faces_dir(tmp_path):
+    folder = tmp_path / "faces"
+    write_faces(folder)
+    return folder

@@ -1,0 +1,127 @@
+"""The app as users reach it: every named endpoint through gradio_client, and the command line."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+import app
+from sagan import explore
+
+from conftest import ROOT
+
+SIZE = 32
+OFF = explore.TRUNCATION_OFF
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def explorer(tiny_checkpoint):
+    return app.load_explorer(tiny_checkpoint)
+
+
+def read(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def test_every_endpoint_is_named(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/generate", "/attention", "/interpolate", "/grid", "/walk"} <= set(endpoints)
+
+
+def test_generate_gives_the_same_pixels_as_another_process(client, explorer):
+    face = read(client.predict(seed=9, truncation=0.8, api_name="/generate"))
+    assert face.shape == (SIZE * explore.UPSCALE, SIZE * explore.UPSCALE, 3)
+    np.testing.assert_array_equal(face, explore.upscale(explorer.face(9, 0.8).face, explore.UPSCALE))
+    np.testing.assert_array_equal(read(client.predict(seed=9, truncation=0.8, api_name="/generate")), face)
+
+
+def test_attention_gives_one_captioned_overlay_per_layer(client, explorer):
+    layers = client.predict(seed=9, truncation=OFF, x=30, y=1, api_name="/attention")
+    assert [item["caption"].split(" ·")[0] for item in layers] == \
+        ["8x8 feature map, keys on 4x4", "16x16 feature map, keys on 8x8"]
+    assert "gamma = +1.500" in layers[1]["caption"]
+    expected = explorer.attention(9, OFF, 30, 1)
+    for item, (overlay, _) in zip(layers, expected):
+        np.testing.assert_array_equal(read(item["image"]), overlay)
+
+
+def test_interpolate_ends_at_the_two_seeds_with_spherical_as_default(client):
+    face_a = read(client.predict(seed=4, truncation=OFF, api_name="/generate"))
+    face_b = read(client.predict(seed=5, truncation=OFF, api_name="/generate"))
+    at = lambda t, **kw: read(client.predict(seed_a=4, seed_b=5, t=t, truncation=OFF,  # noqa: E731
+                                             api_name="/interpolate", **kw))
+    np.testing.assert_array_equal(at(0.0), face_a)
+    np.testing.assert_array_equal(at(1.0), face_b)
+    np.testing.assert_array_equal(at(0.5), at(0.5, method="spherical"))
+    assert not np.array_equal(at(0.5), at(0.5, method="linear"))
+
+
+def test_grid_and_walk(client):
+    grid = read(client.predict(seed=0, count=4, truncation=OFF, api_name="/grid"))
+    assert grid.shape == (2 * (2 * SIZE + 2), 2 * (2 * SIZE + 2), 3)
+    strip, preview, gif = client.predict(seed_a=4, seed_b=5, frames=3, truncation=OFF, method="linear",
+                                         api_name="/walk")
+    assert read(strip).shape == (2 * SIZE, 2 * (3 * SIZE + 2 * 2), 3)
+    with Image.open(gif) as walk:
+        assert walk.format == "GIF" and walk.n_frames == 4
+    assert preview.endswith(".gif")
+
+
+@pytest.mark.parametrize("api_name, kwargs, message", [
+    ("/generate", dict(seed=1.5, truncation=OFF), "seed must be a whole number"),
+    ("/generate", dict(seed=-1, truncation=OFF), "less than minimum"),
+    ("/generate", dict(seed=1, truncation=0.0), "less than minimum"),
+    ("/attention", dict(seed=1, truncation=OFF, x=SIZE, y=0), "x must be a pixel coordinate"),
+    ("/attention", dict(seed=1, truncation=OFF, x=0, y=-1), "y must be a pixel coordinate"),
+    ("/interpolate", dict(seed_a=1, seed_b=2, t=0.5, truncation=OFF, method="cubic"), "spherical"),
+])
+def test_bad_inputs_get_a_message_not_a_traceback(client, api_name, kwargs, message):
+    with pytest.raises(AppError, match=message) as error:
+        client.predict(api_name=api_name, **kwargs)
+    assert "Traceback" not in str(error.value)
+
+
+def test_address_defaults_and_environment(monkeypatch):
+    for name in ("SAGAN_CHECKPOINT", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    args = app.parse_args([])
+    assert (args.checkpoint, args.host, args.port) == (app.DEFAULT_CHECKPOINT, "127.0.0.1", 7860)
+    monkeypatch.setenv("SAGAN_CHECKPOINT", "other.safetensors")
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "8080")
+    args = app.parse_args([])
+    assert (args.checkpoint, args.host, args.port) == ("other.safetensors", "0.0.0.0", 8080)
+    args = app.parse_args(["--checkpoint", "x.safetensors", "--host", "::1", "--port", "9000"])
+    assert (args.checkpoint, args.host, args.port) == ("x.safetensors", "::1", 9000)
+
+
+def test_a_missing_checkpoint_exits_with_one_line(tmp_path):
+    missing = tmp_path / "nope.safetensors"
+    done = subprocess.run([sys.executable, "app.py", "--checkpoint", str(missing)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert str(missing) in done.stderr and "--checkpoint" in done.stderr
+
+
+@pytest.mark.parametrize("content", [b"not a safetensors file", b""])
+def test_an_invalid_checkpoint_exits_with_one_line(tmp_path, capsys, content):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(content)
+    with pytest.raises(SystemExit) as exit_:
+        app.main(["--checkpoint", str(bad)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot load the checkpoint") and err.count("\n") == 1
+    assert "is not a safetensors file" in err

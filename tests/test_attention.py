@@ -1,0 +1,36 @@
+import pytest
+import torch
+
+from sagan.attention import SelfAttention, capture_attention
+from sagan.networks import Generator
+from tests.factories import tiny_model
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_rows_sum_to_one_and_gamma_starts_at_zero(pool):
+    attn = SelfAttention(32, pool=pool)
+    x = torch.randn(2, 32, 8, 8)
+    assert attn.gamma.item() == 0
+    with capture_attention(attn) as maps:
+        y = attn(x)
+    assert torch.equal(y, x)  # gamma 0: the block starts as the identity
+    (m,) = maps
+    keys = 16 if pool else 64
+    assert m.weights.shape == (2, 64, keys) and m.key_grid == ((4, 4) if pool else (8, 8))
+    assert torch.allclose(m.weights.sum(-1), torch.ones(2, 64), atol=1e-5)
+
+
+def test_capture_sees_every_layer_and_leaves_no_hooks():
+    g = Generator(tiny_model(g_attn=(8, 16)))
+    with capture_attention(g) as maps:
+        g(torch.randn(1, 8))
+    assert [(m.resolution, m.weights.shape[1]) for m in maps] == [(8, 64), (16, 256)]
+    assert all(not a.softmax._forward_hooks for a in g.attn.values())
+
+
+def test_attention_changes_output_once_gamma_is_set():
+    attn = SelfAttention(16)
+    with torch.no_grad():
+        attn.gamma.fill_(0.5)
+    x = torch.randn(1, 16, 4, 4)
+    assert not torch.allclose(attn(x), x)

@@ -1,0 +1,80 @@
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sagan.data import DataError, batch_indices, load_images, real_batch
+from tests.factories import faces_dir, write_faces  # noqa: F401 (fixture)
+
+
+def test_mixed_folder_keeps_the_good_images(tmp_path):
+    folder = tmp_path / "mixed"
+    write_faces(folder / "nested", count=3)
+    Image.new("L", (20, 30), 128).save(folder / "gray.png")
+    Image.new("RGBA", (24, 24), (255, 0, 0, 0)).save(folder / "transparent.png")
+    Image.new("P", (16, 16), 3).save(folder / "palette.png")
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.txt").write_text("not an image")
+    with pytest.warns(UserWarning, match="skipped 2 of 8"):
+        images = load_images(folder, 16)
+    assert images.shape == (6, 3, 16, 16) and images.dtype == torch.uint8
+    names = sorted(["nested/0000.jpg", "nested/0001.jpg", "nested/0002.jpg", "gray.png", "transparent.png",
+                    "palette.png"])
+    by_name = dict(zip(names, images))
+    assert (by_name["transparent.png"] == 255).all()  # transparency is laid on white
+    gray = by_name["gray.png"]
+    assert (gray == 128).all() and torch.equal(gray[0], gray[1])
+
+
+def test_centre_crop_then_resize(tmp_path):
+    pixels = np.zeros((20, 40, 3), dtype=np.uint8)
+    pixels[:, 10:30] = 255  # the central 20x20 square is white, the sides black
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    (image,) = load_images(tmp_path, 10)
+    assert (image == 255).all()
+
+
+def test_zip_data_set_matches_the_folder(tmp_path, faces_dir):
+    archive = tmp_path / "faces.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(faces_dir.iterdir()):
+            zf.write(path, f"faces/{path.name}")
+    assert torch.equal(load_images(archive, 16), load_images(faces_dir, 16))
+
+
+def test_no_usable_images_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        load_images(tmp_path / "empty", 16)
+    with pytest.raises(DataError, match="does not exist"):
+        load_images(tmp_path / "missing", 16)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.jpg").write_bytes(b"junk")
+    with pytest.raises(DataError, match="could be decoded"), pytest.warns(UserWarning):
+        load_images(tmp_path / "bad", 16)
+
+
+def test_holdout_is_the_last_files_by_name(faces_dir):
+    everything = load_images(faces_dir, 16, split="all")
+    train = load_images(faces_dir, 16, holdout=2)
+    held = load_images(faces_dir, 16, holdout=2, split="holdout")
+    assert torch.equal(torch.cat([train, held]), everything) and held.shape[0] == 2
+
+
+def test_cache_gives_the_same_images(tmp_path, faces_dir):
+    first = load_images(faces_dir, 16, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    assert torch.equal(load_images(faces_dir, 16, cache_dir=tmp_path / "cache"), first)
+
+
+def test_batches_walk_each_epoch_once_and_repeat_from_the_seed():
+    first_epoch = torch.cat([batch_indices(10, 5, seed=3, step=s) for s in range(2)])
+    assert sorted(first_epoch.tolist()) == list(range(10))
+    assert torch.equal(batch_indices(10, 4, 3, 7), batch_indices(10, 4, 3, 7))
+    images = torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)
+    batch = real_batch(images, 6, seed=1, step=2)
+    assert batch.shape == (6, 3, 4, 4) and batch.min() >= -1 and batch.max() <= 1
+    assert torch.equal(batch, real_batch(images, 6, seed=1, step=2))

@@ -1,0 +1,190 @@
+"""The app's compute (sagan.explore) on a tiny generator loaded through the app's own loading path."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from PIL import Image
+
+import app
+from sagan import explore
+from sagan.sampling import latent
+
+from conftest import TINY_GAMMAS
+
+SIZE = 32
+DISPLAY = SIZE * explore.UPSCALE
+OFF = explore.TRUNCATION_OFF
+
+
+@pytest.fixture(scope="module")
+def explorer(tiny_checkpoint):
+    return app.load_explorer(tiny_checkpoint)
+
+
+def test_face_and_attention_maps_have_the_layer_shapes(explorer):
+    result = explorer.face(7, OFF)
+    assert result.face.shape == (SIZE, SIZE, 3) and result.face.dtype == np.uint8
+    layers = [(m.resolution, m.key_grid, tuple(m.weights.shape)) for m in result.attn_maps]
+    assert layers == [(8, (4, 4), (64, 16)), (16, (8, 8), (256, 64))]
+    assert [m.gamma for m in result.attn_maps] == list(TINY_GAMMAS)
+    for m in result.attn_maps:
+        torch.testing.assert_close(m.weights.sum(1), torch.ones(m.weights.shape[0]))
+
+
+def test_same_seed_same_face_across_loads_and_different_seeds_differ(explorer, tiny_checkpoint):
+    fresh = app.load_explorer(tiny_checkpoint)
+    for seed in (0, 12345, explore.MAX_SEED):
+        np.testing.assert_array_equal(explorer.face(seed, OFF).face, fresh.face(seed, OFF).face)
+        np.testing.assert_array_equal(explorer.face(seed, 0.7).face, fresh.face(seed, 0.7).face)
+    assert not np.array_equal(explorer.face(0, OFF).face, explorer.face(1, OFF).face)
+
+
+def test_truncation_slider_top_is_off_and_lower_values_bound_the_latent():
+    assert explore.truncation_threshold(OFF) is None
+    assert explore.truncation_threshold(0.5) == 0.5
+    assert latent(3, 500, explore.truncation_threshold(0.5)).abs().max() < 0.5
+    for bad in (0.0, explore.TRUNCATION_MIN - 0.01, OFF + 0.01, None):
+        with pytest.raises(ValueError, match="truncation must be between"):
+            explore.truncation_threshold(bad)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, explore.MAX_SEED + 1, None, float("nan"), float("inf"), "7"])
+def test_bad_seeds_are_refused_with_the_valid_range(seed):
+    with pytest.raises(ValueError, match=f"0 to {explore.MAX_SEED}"):
+        explore.check_seed(seed)
+
+
+def test_a_click_or_attention_update_reuses_the_cached_forward_pass(tiny_checkpoint):
+    fresh = app.load_explorer(tiny_checkpoint)
+    forwards = []
+    fresh.g.register_forward_hook(lambda *_: forwards.append(1))
+    first = fresh.attention(5, OFF, 0, 0)
+    fresh.attention(5, OFF, 31, 31)
+    fresh.face(5, OFF)
+    assert len(forwards) == 1
+    again = fresh.attention(5, OFF, 0, 0)
+    assert len(forwards) == 1
+    for (a, _), (b, _) in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    fresh.face(6, OFF)
+    assert len(forwards) == 2
+
+
+def test_click_corners_map_to_the_row_major_query_positions():
+    # x is the column: the top-right click is the last query of the first row, not of the first column.
+    for resolution in (8, 16):
+        n = resolution * resolution
+        corners = {(0, 0): 0, (DISPLAY - 1, 0): resolution - 1,
+                   (0, DISPLAY - 1): n - resolution, (DISPLAY - 1, DISPLAY - 1): n - 1}
+        for click, query in corners.items():
+            x, y = explore.click_to_pixel(click, SIZE)
+            assert explore.query_index(x, y, SIZE, resolution) == query
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, DISPLAY - 1), st.integers(0, DISPLAY - 1), st.sampled_from([4, 8, 16, 32]))
+def test_the_clicked_display_point_lies_in_its_query_cell(click_x, click_y, resolution):
+    x, y = explore.click_to_pixel([click_x, click_y], SIZE)
+    assert x * explore.UPSCALE <= click_x < (x + 1) * explore.UPSCALE
+    assert y * explore.UPSCALE <= click_y < (y + 1) * explore.UPSCALE
+    row, col = divmod(explore.query_index(x, y, SIZE, resolution), resolution)
+    cell = DISPLAY / resolution
+    assert col * cell <= click_x < (col + 1) * cell and row * cell <= click_y < (row + 1) * cell
+
+
+@pytest.mark.parametrize("click", [(-1, 0), (0, DISPLAY), (DISPLAY, 5)])
+def test_clicks_outside_the_face_are_refused(click):
+    with pytest.raises(ValueError, match="pixel coordinate"):
+        explore.click_to_pixel(click, SIZE)
+
+
+def test_overlay_puts_the_most_attended_key_where_it_lies_on_the_face(explorer):
+    result = explorer.face(3, OFF)
+    grey = explore.upscale(result.face, explore.UPSCALE) @ np.array([0.299, 0.587, 0.114])
+    hottest = 0.4 * grey[..., None] + 0.6 * explore.COLORMAP[255]
+    for m in result.attn_maps:
+        x, y = 20, 6
+        overlay = explore.attention_overlay(result.face, m, x, y)
+        assert overlay.shape == (DISPLAY, DISPLAY, 3) and overlay.dtype == np.uint8
+        key_row, key_col = divmod(int(m.weights[explore.query_index(x, y, SIZE, m.resolution)].argmax()),
+                                  m.key_grid[1])
+        cell = DISPLAY // m.key_grid[0]
+        # 3 px into the key's cell: off the query cell's outline (on multiples of 16 px) and the ring.
+        cy, cx = key_row * cell + 3, key_col * cell + 3
+        np.testing.assert_allclose(overlay[cy, cx], hottest[cy, cx], atol=1)
+
+
+def test_overlay_marks_the_clicked_point_and_depends_on_the_query(explorer):
+    result = explorer.face(3, OFF)
+    m = result.attn_maps[1]
+    a = explore.attention_overlay(result.face, m, 2, 3)
+    b = explore.attention_overlay(result.face, m, 29, 27)
+    ring = (3 * explore.UPSCALE + explore.UPSCALE // 2, 2 * explore.UPSCALE + explore.UPSCALE // 2 + 5)
+    np.testing.assert_array_equal(a[ring], [255, 255, 255])
+    far = (1, DISPLAY // 2)  # a pixel covered by neither query's marks
+    assert not np.array_equal(a[far], b[far])
+
+
+def test_captions_name_each_layers_grid_and_gamma(explorer):
+    captions = [caption for _, caption in explorer.attention(3, OFF, 4, 4)]
+    assert captions[0].startswith("8x8 feature map, keys on 4x4") and "gamma = +0.500" in captions[0]
+    assert captions[1].startswith("16x16 feature map, keys on 8x8") and "gamma = +1.500" in captions[1]
+    with pytest.raises(ValueError, match="y must be a pixel coordinate"):
+        explorer.attention(3, OFF, 4, SIZE)
+
+
+@pytest.mark.parametrize("method", explore.METHODS)
+@pytest.mark.parametrize("truncation", [OFF, 0.8])
+def test_interpolation_ends_are_the_two_seeds_faces(explorer, method, truncation):
+    face_a, face_b = explorer.face(11, truncation).face, explorer.face(42, truncation).face
+    np.testing.assert_array_equal(explorer.interpolate(11, 42, 0.0, truncation, method), face_a)
+    np.testing.assert_array_equal(explorer.interpolate(11, 42, 1.0, truncation, method), face_b)
+    middle = explorer.interpolate(11, 42, 0.5, truncation, method)
+    assert not np.array_equal(middle, face_a) and not np.array_equal(middle, face_b)
+
+
+def test_spherical_and_linear_paths_differ_in_between():
+    z_a, z_b = latent(1, 64), latent(2, 64)
+    sph, lin = (explore.interpolation_latents(z_a, z_b, [0.5], m)[0] for m in explore.METHODS)
+    # Linear mixing of two independent Gaussians shrinks the norm; the arc keeps it.
+    assert lin.norm() < 0.85 * sph.norm()
+    with pytest.raises(ValueError, match="spherical, linear"):
+        explore.interpolation_latents(z_a, z_b, [0.5], "cubic")
+
+
+def test_walk_runs_from_seed_a_to_seed_b_and_saves_a_looping_gif(explorer, tmp_path):
+    frames = explorer.walk(11, 42, 5, OFF)
+    assert frames.shape == (5, SIZE, SIZE, 3)
+    np.testing.assert_array_equal(frames[0], explorer.face(11, OFF).face)
+    np.testing.assert_array_equal(frames[-1], explorer.face(42, OFF).face)
+    path = tmp_path / "walk.gif"
+    explore.save_gif(explore.upscale(frames, 4), str(path))
+    with Image.open(path) as gif:
+        assert gif.size == (SIZE * 4, SIZE * 4) and gif.n_frames == 8 and gif.info["loop"] == 0
+    for frames in (1, explore.MAX_FRAMES + 1, 2.5):
+        with pytest.raises(ValueError, match=f"2 to {explore.MAX_FRAMES} frames"):
+            explorer.walk(11, 42, frames, OFF)
+
+
+def test_grid_holds_consecutive_seeds(explorer):
+    faces = explorer.grid(explore.MAX_SEED - 1, 4, OFF)
+    assert faces.shape == (4, SIZE, SIZE, 3)
+    for face, seed in zip(faces, [explore.MAX_SEED - 1, explore.MAX_SEED, 0, 1]):
+        np.testing.assert_array_equal(face, explorer.face(seed, OFF).face)
+    sheet = explore.tile(faces, columns=3, gap=2)
+    assert sheet.shape == (2 * SIZE + 2, 3 * SIZE + 4, 3)
+    np.testing.assert_array_equal(sheet[SIZE + 2:, :SIZE], faces[3])
+    with pytest.raises(ValueError, match=f"1 to {explore.MAX_GRID} faces"):
+        explorer.grid(0, explore.MAX_GRID + 1, OFF)
+
+
+def test_upscale_is_nearest_neighbour():
+    image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    big = explore.upscale(image, 4)
+    assert big.shape == (8, 12, 3)
+    np.testing.assert_array_equal(big[::4, ::4], image)
+    np.testing.assert_array_equal(big[5, 9], image[1, 2])
+    batch = np.stack([image, 255 - image])
+    np.testing.assert_array_equal(explore.upscale(batch, 4), np.stack([big, 255 - big]))

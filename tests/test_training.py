@@ -1,0 +1,121 @@
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sagan.checkpoint import CheckpointError, export_generator, load_generator, load_training_state
+from sagan.networks import Generator
+from sagan.training import build_models, ema_decay, iteration, make_autocast, train
+from tests.factories import faces_dir, tiny_train_config  # noqa: F401 (fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(data, out, **kw):
+    return train(tiny_train_config(data, out, **kw), progress=False, tensorboard=False)
+
+
+def test_one_step_gives_finite_losses_and_changes_weights(faces_dir):
+    cfg = tiny_train_config(faces_dir, "unused")
+    models = build_models(cfg, torch.device("cpu"))
+    before_g = [p.detach().clone() for p in models.G.parameters()]
+    before_d = [p.detach().clone() for p in models.D.parameters()]
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    d_loss, g_loss = iteration(models, models.G, models.D, images, cfg, (), make_autocast(torch.device("cpu"), "fp32"))
+    assert torch.isfinite(d_loss) and torch.isfinite(g_loss) and models.step == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before_g, models.G.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before_d, models.D.parameters()))
+    assert all(p.requires_grad for p in models.D.parameters())  # G's step switches D's grads back on
+
+
+def test_run_directory_contents(tmp_path, faces_dir):
+    out = tmp_path / "run"
+    _run(faces_dir, out, steps=4, keep_ckpts=1)
+    assert json.loads((out / "config.json").read_text())["steps"] == 4
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-0000002.png", "step-0000004.png"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest.pt", "step-0000004.pt"]
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "loss/d" in r] == [1, 2, 3, 4]
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path, faces_dir):
+    straight = _run(faces_dir, tmp_path / "a", steps=4)
+    _run(faces_dir, tmp_path / "b", steps=2)
+    state = load_training_state(tmp_path / "b" / "checkpoints" / "latest.pt")
+    assert state["step"] == 2
+    resumed = train(tiny_train_config(faces_dir, tmp_path / "b", steps=4), resume_state=state,
+                    progress=False, tensorboard=False)
+    for name in ("G", "D", "G_ema"):
+        a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, faces_dir):
+    models = _run(faces_dir, tmp_path / "run", steps=2)
+    state = load_training_state(tmp_path / "run" / "checkpoints" / "latest.pt")
+    g = Generator(models.G_ema.cfg).eval()
+    g.load_state_dict(state["G_ema"])
+    z = torch.randn(3, 8)
+    # Training keeps G channels_last; compare in one memory format, where kernels are identical.
+    assert torch.equal(g(z), models.G_ema.to(memory_format=torch.contiguous_format)(z))
+
+
+@pytest.mark.parametrize("dtype,tol", [("fp32", 0.0), ("fp16", 2e-2)])
+def test_export_then_load_reproduces_g_ema(tmp_path, faces_dir, dtype, tol):
+    models = _run(faces_dir, tmp_path / "run", steps=2)
+    export_generator(models.G_ema, tmp_path / "g.safetensors", dtype=dtype, step=2)
+    g = load_generator(tmp_path / "g.safetensors")
+    z = torch.randn(3, 8)
+    assert (g(z) - models.G_ema.to(memory_format=torch.contiguous_format)(z)).abs().max() <= tol
+
+
+def test_code_carrying_pickle_is_refused(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+    bad = tmp_path / "evil.pt"
+    bad.write_bytes(pickle.dumps({"version": 1, "x": Payload()}))
+    with pytest.raises(CheckpointError, match="not a loadable"):
+        load_training_state(bad)
+    with pytest.raises(CheckpointError, match="not a safetensors"):
+        load_generator(bad)
+
+
+def test_ema_half_life_schedule():
+    cfg = tiny_train_config("", "", batch_size=64, ema_kimg=10.0, ema_rampup=0.05)
+    assert ema_decay(cfg, 1) < 0.01  # ramp-up: early on the EMA tracks G closely
+    assert ema_decay(cfg, 10_000) == pytest.approx(0.5 ** (64 / 10_000))
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_trains_resumes_and_exports(tmp_path, faces_dir):
+    common = ["--image-size", "32", "--conv-dim", "8", "--z-dim", "8", "--batch-size", "4", "--precision", "fp32",
+              "--device", "cpu", "--no-progress", "--out", str(tmp_path / "run"), "--log-every", "1"]
+    first = _cli("--data", str(faces_dir), "--steps", "2", *common)
+    assert first.returncode == 0, first.stderr
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["model"]["g_attn"] == [8, 16] and cfg["preset"] == "sagan"
+    again = _cli("--resume", "--steps", "3", "--out", str(tmp_path / "run"), "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert load_training_state(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 3
+    refused = _cli("--resume", "--preset", "dcgan", "--out", str(tmp_path / "run"))
+    assert refused.returncode == 2 and "cannot change ['preset']" in refused.stderr
+    export = _cli("--out", str(tmp_path / "run"), "--export", str(tmp_path / "g.safetensors"))
+    assert export.returncode == 0 and "step 3" in export.stdout
+    assert load_generator(tmp_path / "g.safetensors").cfg.image_size == 32
+
+
+def test_cli_errors_are_one_clear_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = _cli("--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no images" in result.stderr
+    missing = _cli("--out", str(tmp_path / "nothing"), "--export", str(tmp_path / "g.safetensors"))
+    assert missing.returncode == 2 and "no checkpoint" in missing.stderr
