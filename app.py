@@ -6,6 +6,10 @@ The checkpoint is --checkpoint, else $SAGAN_CHECKPOINT, else checkpoints/anime64
 address is --host/--port, else $GRADIO_SERVER_NAME/$GRADIO_SERVER_PORT, else 127.0.0.1:7860.
 All compute lives in sagan.explore; this file only wires it to widgets and named API endpoints
 (/generate, /attention, /grid, /interpolate, /walk), all usable from gradio_client.
+
+What the server exposes is kept to that: any bad input is answered with a message (never a
+traceback), no share link, no upload route, and only Gradio's own cache of generated outputs is
+served as files.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+from starlette.middleware import Middleware
+from starlette.responses import PlainTextResponse
 
 from sagan import explore
 from sagan.checkpoint import CheckpointError, load_generator
@@ -63,6 +69,30 @@ def user_errors(fn):
     return wrapper
 
 
+def pass_non_numbers_through(*components) -> None:
+    """Hand a value that is no number (text, null, true, NaN, a list: all possible through the API)
+    to the callback as it came, whose check names the input and its range. Gradio's own preprocess
+    would fail on it with a TypeError that reaches the user only as a bare 'error'."""
+    for component in components:
+        def preprocess(payload, gradio_preprocess=component.preprocess):
+            return gradio_preprocess(payload) if explore.is_number(payload) else payload
+        component.preprocess = preprocess
+
+
+class RefuseUploads:
+    """ASGI middleware answering 403 to Gradio's upload route: no input here takes a file, so
+    nothing a visitor sends should land on the server's disk."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].rstrip("/").endswith("/upload"):
+            await PlainTextResponse("This app takes no uploads.", status_code=403)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def build_demo(explorer: explore.Explorer) -> gr.Blocks:
     size = explorer.image_size
     walk_dir = Path(tempfile.mkdtemp(prefix="sagan-walks-"))
@@ -87,7 +117,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
     @user_errors
     def walk(seed_a, seed_b, frames, truncation, method):
         faces = explorer.walk(seed_a, seed_b, frames, truncation, method)
-        path = walk_dir / f"walk-{int(seed_a)}-{int(seed_b)}-{int(frames)}-{truncation:g}-{method}.gif"
+        path = walk_dir / f"walk-{int(seed_a)}-{int(seed_b)}-{int(frames)}-{float(truncation):g}-{method}.gif"
         # Written under another name and renamed, so a concurrent request never serves half a file.
         partial = walk_dir / f".{uuid.uuid4().hex}.partial"
         explore.save_gif(explore.upscale(faces, 4), str(partial))
@@ -123,7 +153,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
             attn_maps = gr.Gallery(label="attention of the query pixel, per layer", format="png",
                                    columns=max(len(explorer.g.attn), 1),
                                    height="auto", object_fit="contain", elem_id="attention",
-                                   elem_classes="pixelated")
+                                   elem_classes="pixelated", interactive=False)
         with gr.Tab("Grid"):
             with gr.Row():
                 grid_count = gr.Slider(1, explore.MAX_GRID, value=16, step=1, label="faces",
@@ -152,8 +182,9 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
             with gr.Row():
                 walk_preview = gr.Image(label="walk (animated)", interactive=False, elem_classes="pixelated",
                                         buttons=["fullscreen"])
-                walk_file = gr.File(label="download the walk (GIF)")
+                walk_file = gr.File(label="download the walk (GIF)", interactive=False)
 
+        pass_non_numbers_through(seed, truncation, query_x, query_y, grid_count, seed_a, seed_b, t, frames)
         live = dict(show_progress="hidden", trigger_mode="always_last")
         random_seed.click(None, None, seed, js=f"() => Math.floor(Math.random() * {explore.MAX_SEED + 1})")
         gr.on([demo.load, seed.change, truncation.change], generate, [seed, truncation], face,
@@ -191,8 +222,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: cannot load the checkpoint: {str(e).rstrip('.')}. Choose another with "
               "--checkpoint PATH or SAGAN_CHECKPOINT=PATH.", file=sys.stderr)
         sys.exit(2)
+    # share=False explicitly: it also overrides GRADIO_SHARE=True. No allowed_paths: the file route
+    # serves only Gradio's cache, where the outputs are copied.
     build_demo(explorer).launch(server_name=args.host, server_port=args.port, share=False,
-                                ssr_mode=False, css=CSS)
+                                ssr_mode=False, css=CSS, app_kwargs={"middleware": [Middleware(RefuseUploads)]})
 
 
 if __name__ == "__main__":

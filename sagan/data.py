@@ -21,6 +21,7 @@ from PIL import Image
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 CACHE_VERSION = 1
+MAX_PIXELS = 64_000_000  # larger files are skipped before decoding rather than filling memory
 
 
 class DataError(ValueError):
@@ -64,9 +65,11 @@ def decode_image(data: bytes, image_size: int) -> np.ndarray | None:
     """Decode, crop to the central square and resize; None when the bytes are not a usable image."""
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > MAX_PIXELS:
+                return None
             img.load()
             img = to_rgb(img)
-    except Exception:  # PIL raises many types for broken, truncated or oversized files
+    except Exception:  # PIL raises many types for broken, truncated or decompression-bomb files
         return None
     w, h = img.size
     side = min(w, h)

@@ -1,7 +1,8 @@
 """The compute behind the app: faces, grids, latent walks and attention overlays, as uint8 arrays.
 
-- ``check_seed`` / ``truncation_threshold`` / ``check_query``: validate what a user typed, raising
-  ValueError with a message that names the fix (the app shows it as it is).
+- ``check_seed`` / ``truncation_threshold`` / ``check_query``: validate what a user typed or an API
+  client sent (text, null, true, NaN, inf, huge numbers included), raising ValueError with a
+  message that names the fix (the app shows it as it is); no other exception escapes for bad input.
 - ``render(g, z)``: one face and, from forward hooks on the same generator, its attention matrices.
 - ``interpolation_latents``: latents between two seeds, spherical or linear.
 - ``upscale`` / ``tile`` / ``save_gif``: crisp nearest-neighbour images, grids and strips, a GIF.
@@ -42,9 +43,17 @@ COLORMAP = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_AN
                      for c in range(3)], axis=1).round().astype(np.uint8)
 
 
+def is_number(value) -> bool:
+    """Whether ``value`` is a finite real number. True/False are not: JSON ``true`` would pass as 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    # Every int is finite, and math.isfinite would overflow converting a huge one to float.
+    return isinstance(value, numbers.Integral) or math.isfinite(value)
+
+
 def _is_whole(value, low: int, high: int) -> bool:
     """Whether ``value`` is a finite whole number in [low, high] (a float such as 3.0 counts)."""
-    return isinstance(value, numbers.Real) and math.isfinite(value) and value == int(value) and low <= value <= high
+    return is_number(value) and low <= value <= high and value == int(value)
 
 
 def check_seed(seed: float) -> int:
@@ -55,7 +64,7 @@ def check_seed(seed: float) -> int:
 
 def truncation_threshold(truncation: float) -> float | None:
     """The slider value as a threshold for ``sampling.latent``; its top value means no truncation."""
-    if not isinstance(truncation, numbers.Real) or not TRUNCATION_MIN <= truncation <= TRUNCATION_OFF:
+    if not is_number(truncation) or not TRUNCATION_MIN <= truncation <= TRUNCATION_OFF:
         raise ValueError(f"truncation must be between {TRUNCATION_MIN} and {TRUNCATION_OFF} "
                          f"({TRUNCATION_OFF} = off), got {truncation!r}.")
     return None if truncation >= TRUNCATION_OFF else float(truncation)
@@ -87,7 +96,7 @@ def render(g: Generator, z: torch.Tensor) -> Render:
 
 def interpolation_latents(z_a: torch.Tensor, z_b: torch.Tensor, ts, method: str = "spherical") -> torch.Tensor:
     """(len(ts), z_dim) latents from z_a (t=0) to z_b (t=1)."""
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"interpolation must be one of {', '.join(METHODS)}, got {method!r}.")
     mix = slerp if method == "spherical" else lerp
     return torch.stack([mix(z_a, z_b, float(t)) for t in ts])
@@ -118,8 +127,13 @@ def save_gif(frames: np.ndarray, path: str, frame_ms: int = 80) -> None:
 
 def click_to_pixel(index, image_size: int, scale: int = UPSCALE) -> tuple[int, int]:
     """The native pixel (x, y) under a click at ``index`` = [x, y] on the face shown ``scale`` times larger."""
-    x, y = (int(v) // scale for v in index)
-    return check_query(x, y, image_size)
+    try:
+        x, y = index
+    except (TypeError, ValueError):
+        raise ValueError(f"a click must be a pair [x, y] of display pixels, got {index!r}.") from None
+    if not (is_number(x) and is_number(y)):
+        raise ValueError(f"a click must be a pair [x, y] of display pixels, got {index!r}.")
+    return check_query(int(x) // scale, int(y) // scale, image_size)
 
 
 def query_index(x: int, y: int, image_size: int, resolution: int) -> int:
@@ -220,7 +234,7 @@ class Explorer:
     def interpolate(self, seed_a: float, seed_b: float, t: float, truncation: float,
                     method: str = "spherical") -> np.ndarray:
         """The (S, S, 3) face at t in [0, 1] on the way from seed_a to seed_b."""
-        if not isinstance(t, numbers.Real) or not 0 <= t <= 1:
+        if not is_number(t) or not 0 <= t <= 1:
             raise ValueError(f"t must be between 0 (seed A) and 1 (seed B), got {t!r}.")
         z_a, z_b = self._pair(seed_a, seed_b, truncation)
         z = interpolation_latents(z_a, z_b, [t], method)[0]

@@ -173,6 +173,8 @@ class RunDirectory:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "config.json").write_text(cfg.to_json())
         self.ckpt_dir = self.root / "checkpoints"
+        for partial in self.ckpt_dir.glob(".*.tmp*"):  # left by a run killed mid-write
+            partial.unlink()
         self.keep = cfg.keep_ckpts
         self.writer = None
         if tensorboard:

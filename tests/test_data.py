@@ -1,4 +1,7 @@
+import io
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -18,7 +21,10 @@ def test_mixed_folder_keeps_the_good_images(tmp_path):
     (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (folder / "empty.png").write_bytes(b"")
     (folder / "notes.txt").write_text("not an image")
-    with pytest.warns(UserWarning, match="skipped 2 of 8"):
+    jpeg = (folder / "nested" / "0000.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (folder / "huge.png").write_bytes(_png_claiming_size(100_000, 100_000))
+    with pytest.warns(UserWarning, match="skipped 4 of 10"):
         images = load_images(folder, 16)
     assert images.shape == (6, 3, 16, 16) and images.dtype == torch.uint8
     names = sorted(["nested/0000.jpg", "nested/0001.jpg", "nested/0002.jpg", "gray.png", "transparent.png",
@@ -27,6 +33,16 @@ def test_mixed_folder_keeps_the_good_images(tmp_path):
     assert (by_name["transparent.png"] == 255).all()  # transparency is laid on white
     gray = by_name["gray.png"]
     assert (gray == 128).all() and torch.equal(gray[0], gray[1])
+
+
+def _png_claiming_size(width: int, height: int) -> bytes:
+    """A PNG whose header claims an enormous image: it must be refused before any decoding."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, format="PNG")
+    png = bytearray(buffer.getvalue())
+    png[16:24] = struct.pack(">II", width, height)
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    return bytes(png)
 
 
 def test_centre_crop_then_resize(tmp_path):

@@ -1,0 +1,199 @@
+"""FID and KID of an exported generator against a reference set of real images.
+
+    python -m sagan.evaluate --checkpoint PATH.safetensors --reference DATA [--holdout N]
+        [--num-samples N] [--inception PATH] [--batch-size N] [--run DIR] [--device auto|cpu|cuda]
+
+The generated faces are those of seeds 0..N-1 without truncation, from the exported EMA generator
+in eval mode: what the app shows (on the CPU bit for bit; a GPU may round a colour level apart).
+The reference is a folder or .zip of images, decoded at the generator's resolution like training
+data (``--holdout N``: only the last N files by name, the validation split), or an .npz written by
+this tool. Reference features are cached in ``--cache-dir`` as such an .npz, keyed by the files,
+the resolution, the split and the feature network, so a reference set is encoded once.
+
+Features come from any ``extractor(uint8 (B, 3, H, W)) -> (B, D)`` callable; the CLI uses the
+standard Inception network (sagan.inception). With ``--run``, the result is appended to
+``<run>/metrics.jsonl``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import sys
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import inception, metrics
+from .checkpoint import load_generator, read_export_metadata
+from .data import _cache_key, list_images, load_images
+from .sampling import generate, latents
+
+Extractor = Callable[[torch.Tensor], torch.Tensor]
+DEFAULT_NUM_SAMPLES = 10_000
+
+
+class EvaluationError(ValueError):
+    """An evaluation input that cannot be used, with a message that names the fix."""
+
+
+def extract_features(images: torch.Tensor, extractor: Extractor, batch_size: int, desc: str) -> torch.Tensor:
+    """Features (N, D) of uint8 images (N, 3, H, W), in batches, with a progress bar."""
+    out = []
+    with tqdm(total=images.shape[0], desc=desc, unit="img") as bar:
+        for i in range(0, images.shape[0], batch_size):
+            out.append(extractor(images[i:i + batch_size]))
+            bar.update(out[-1].shape[0])
+    return torch.cat(out)
+
+
+def generated_features(g: torch.nn.Module, num_samples: int, extractor: Extractor, batch_size: int) -> torch.Tensor:
+    """Features of the faces of seeds 0..num_samples-1, generated and encoded batch by batch."""
+    out = []
+    with tqdm(total=num_samples, desc="generated", unit="img") as bar:
+        for start in range(0, num_samples, batch_size):
+            seeds = range(start, min(start + batch_size, num_samples))
+            faces = generate(g, latents(seeds, g.cfg.z_dim), batch_size)
+            out.append(extractor(torch.from_numpy(faces).permute(0, 3, 1, 2)))
+            bar.update(len(seeds))
+    return torch.cat(out)
+
+
+def save_reference(path: Path, features: torch.Tensor, image_size: int, network: str) -> None:
+    mu, sigma = metrics.statistics(features)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, mu=mu.numpy(), sigma=sigma.numpy(), features=features.numpy(),
+                 image_size=image_size, network=network)
+    tmp.replace(path)
+
+
+def load_reference(path: Path, image_size: int, network: str) -> dict:
+    """mu, sigma and (when stored) features of a reference .npz, refused if made for another setup."""
+    if not path.is_file():
+        raise EvaluationError(f"no reference statistics at {str(path)!r}: pass a folder, a .zip or an .npz "
+                              "written by sagan.evaluate.")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            stored = {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise EvaluationError(f"{str(path)!r} is not a readable .npz file: {e}") from None
+    if "mu" not in stored or "sigma" not in stored:
+        raise EvaluationError(f"{str(path)!r} holds no FID statistics (arrays 'mu' and 'sigma').")
+    if "image_size" in stored and int(stored["image_size"]) != image_size:
+        raise EvaluationError(f"{str(path)!r} was computed at {int(stored['image_size'])} px but the generator "
+                              f"makes {image_size} px faces: pass the image folder to recompute it.")
+    if "network" in stored and str(stored["network"]) != network:
+        raise EvaluationError(f"{str(path)!r} was computed with feature network {str(stored['network'])[:16]}…, "
+                              f"not {network[:16]}…: pass the image folder to recompute it.")
+    return {"mu": torch.from_numpy(stored["mu"]), "sigma": torch.from_numpy(stored["sigma"]),
+            "features": torch.from_numpy(stored["features"]) if "features" in stored else None}
+
+
+def reference_cache_path(reference: Path, holdout: int, image_size: int, network: str, cache_dir: Path) -> Path:
+    files = _cache_key(reference, list_images(reference), image_size)
+    key = hashlib.sha256(f"{files}|holdout={holdout}|{network}".encode()).hexdigest()[:20]
+    return cache_dir / f"reference-{key}.npz"
+
+
+def reference_statistics(reference: str | Path, image_size: int, extractor: Extractor, network: str,
+                         holdout: int = 0, batch_size: int = 64, cache_dir: str | Path = ".cache") -> dict:
+    """mu, sigma, features and image count of the reference set, from the cache when it is there."""
+    reference = Path(reference)
+    if reference.suffix.lower() == ".npz":
+        if holdout:
+            raise EvaluationError(f"--holdout selects files of an image folder or .zip; {str(reference)!r} already "
+                                  "holds the statistics of a fixed image set: leave --holdout out.")
+        stats = load_reference(reference, image_size, network)
+    else:
+        cached = reference_cache_path(reference, holdout, image_size, network, Path(cache_dir))
+        if not cached.is_file():
+            images = load_images(reference, image_size, holdout=holdout, split="holdout" if holdout else "all")
+            save_reference(cached, extract_features(images, extractor, batch_size, "reference"),
+                           image_size, network)
+        stats = load_reference(cached, image_size, network)
+        stats["cache"] = str(cached)
+    stats["count"] = None if stats["features"] is None else int(stats["features"].shape[0])
+    return stats
+
+
+def evaluate(checkpoint: str | Path, reference: str | Path, extractor: Extractor, network: str, holdout: int = 0,
+             num_samples: int = DEFAULT_NUM_SAMPLES, batch_size: int = 64, cache_dir: str | Path = ".cache",
+             device: str | torch.device = "cpu") -> dict:
+    """FID and KID (None when the reference .npz has no features) of a checkpoint; ``network`` names the extractor."""
+    step = read_export_metadata(checkpoint).get("step")
+    g = load_generator(checkpoint, device)
+    ref = reference_statistics(reference, g.cfg.image_size, extractor, network, holdout, batch_size, cache_dir)
+    features = generated_features(g, num_samples, extractor, batch_size)
+    mu, sigma = metrics.statistics(features)
+    return {
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint": str(checkpoint), "step": None if step is None else int(step),
+        "reference": str(reference), "holdout": holdout, "num_samples": num_samples,
+        "num_reference": ref["count"], "network": network,
+        "fid": metrics.fid_from_statistics(mu, sigma, ref["mu"], ref["sigma"]),
+        "kid": None if ref["features"] is None else metrics.kid(features, ref["features"]),
+        "reference_cache": ref.get("cache"),
+    }
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m sagan.evaluate", description=__doc__.split("\n")[0])
+    a = p.add_argument
+    a("--checkpoint", required=True, metavar="PATH.safetensors", help="exported generator (train.py --export)")
+    a("--reference", required=True, metavar="DATA",
+      help="folder or .zip of real images, or an .npz of reference statistics written by this tool")
+    a("--holdout", type=int, default=0, metavar="N",
+      help="use only the last N files by name (the validation split train.py --holdout N kept out); 0: all")
+    a("--num-samples", type=_positive, default=DEFAULT_NUM_SAMPLES, metavar="N", help="generated faces, seeds 0..N-1")
+    a("--inception", metavar="PATH", help="the TorchScript Inception file (default: the one in the "
+      f"{inception.WHEEL} wheel)")
+    a("--inception-sha256", default=inception.INCEPTION_SHA256, metavar="HEX",
+      help="expected sha256 of the network file: change it only to measure with another network on purpose")
+    a("--batch-size", type=_positive, default=64, metavar="N", help="images per forward pass")
+    a("--run", metavar="DIR", help="run directory: append the result to DIR/metrics.jsonl")
+    a("--cache-dir", default=".cache", metavar="DIR", help="where reference statistics are cached")
+    a("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when available")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    try:
+        if device == "cuda" and not torch.cuda.is_available():
+            raise EvaluationError("--device cuda but PyTorch sees no CUDA device: use --device cpu.")
+        if args.run and not Path(args.run).is_dir():
+            raise EvaluationError(f"run directory {args.run!r} does not exist: pass the --out of a training run.")
+        extractor = inception.load(args.inception, device, args.inception_sha256)
+        result = evaluate(args.checkpoint, args.reference, extractor, args.inception_sha256.lower(), args.holdout,
+                          args.num_samples, args.batch_size, args.cache_dir, device)
+    except (ValueError, OSError) as e:  # CheckpointError, DataError, InceptionError, EvaluationError, I/O
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    kid = "n/a (no reference features)" if result["kid"] is None else f"{result['kid']:.6f}"
+    print(f"FID {result['fid']:.4f}  KID {kid}  ({result['num_samples']} generated, "
+          f"{result['num_reference'] or 'unknown number of'} reference images)")
+    if result["reference_cache"]:
+        print(f"reference statistics: {result['reference_cache']} (pass it as --reference to reuse them)")
+    if args.run:
+        with open(Path(args.run) / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

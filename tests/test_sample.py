@@ -1,0 +1,76 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sagan.checkpoint import load_generator
+from sagan.explore import render
+from sagan.sample import main, parse_seeds
+from sagan.sampling import generate, latent, latents
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_seed_syntax_ranges_and_lists():
+    assert parse_seeds("0-9,20,30-32") == list(range(10)) + [20, 30, 31, 32]
+    assert parse_seeds(" 7 ") == [7]
+
+
+@pytest.mark.parametrize("text, message", [("5-3", "backwards: write it as 3-5"), ("a", "cannot read 'a'"),
+                                           ("1,,2", "cannot read ''"), ("-1", "cannot read"),
+                                           ("0-2147483648", "seed must be a whole number")])
+def test_bad_seeds_are_refused_with_the_fix(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_seeds(text)
+
+
+def test_pngs_are_the_apps_faces(tiny_checkpoint, tmp_path, capsys):
+    seeds = [0, 1, 2, 7, 11]
+    # A batch size that splits the seeds unevenly: every face must still match a one-face pass.
+    assert main(["--checkpoint", str(tiny_checkpoint), "--seeds", "0-2,7,11", "--outdir", str(tmp_path / "out"),
+                 "--batch-size", "3", "--grid", str(tmp_path / "grid.png")]) == 0
+    assert "wrote 5 faces" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"seed{s:04d}.png" for s in seeds]
+    g = load_generator(tiny_checkpoint)
+    for seed in seeds:
+        png = np.asarray(Image.open(tmp_path / "out" / f"seed{seed:04d}.png"))
+        assert png.shape == (32, 32, 3)
+        assert np.array_equal(png, render(g, latent(seed, g.cfg.z_dim)).face)
+        assert np.array_equal(png, generate(g, latents([seed], g.cfg.z_dim))[0])
+    grid = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert grid.shape == (2 * 32 + 2, 3 * 32 + 2 * 2, 3)  # 5 faces: 3 columns, 2 rows, 2 px gaps
+    assert np.array_equal(grid[34:66, 0:32], np.asarray(Image.open(tmp_path / "out" / "seed0007.png")))
+
+
+def test_truncation_means_what_the_app_slider_means(tiny_checkpoint, tmp_path):
+    g = load_generator(tiny_checkpoint)
+    for value, threshold in (("0.5", 0.5), ("3", None)):
+        out = tmp_path / value
+        assert main(["--checkpoint", str(tiny_checkpoint), "--seeds", "4", "--outdir", str(out),
+                     "--truncation", value]) == 0
+        expected = render(g, latent(4, g.cfg.z_dim, threshold)).face
+        assert np.array_equal(np.asarray(Image.open(out / "seed0004.png")), expected)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "0", "--outdir", "o", "--checkpoint", "missing.safetensors"], "no generator weights"),
+    (["--seeds", "0", "--checkpoint", "x"], "nothing to write"),
+    (["--seeds", "0", "--outdir", "o", "--truncation", "0.1", "--checkpoint", "x"], "truncation must be between"),
+])
+def test_user_errors_print_one_line(args, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_module_entry_point_exits_2_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "sagan.sample", "--checkpoint", str(tmp_path / "none.safetensors"),
+                             "--seeds", "0-3", "--outdir", str(tmp_path / "out")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no generator weights") and "Traceback" not in result.stderr
