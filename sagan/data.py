@@ -80,7 +80,8 @@ def decode_image(data: bytes, image_size: int) -> np.ndarray | None:
     return np.asarray(img, dtype=np.uint8)
 
 
-def _cache_key(path: Path, names: list[str], image_size: int) -> str:
+def cache_key(path: Path, names: list[str], image_size: int) -> str:
+    """Identifies a decoded data set: its files (names, sizes, mtimes), location and resolution."""
     h = hashlib.sha256(f"{CACHE_VERSION}|{path.resolve()}|{image_size}".encode())
     if path.is_dir():
         for n in names:
@@ -112,7 +113,7 @@ def load_images(path: str | os.PathLike, image_size: int, cache_dir: str | os.Pa
 
     cache_file = None
     if cache_dir:
-        cache_file = Path(cache_dir) / f"images-{_cache_key(path, names, image_size)}.npy"
+        cache_file = Path(cache_dir) / f"images-{cache_key(path, names, image_size)}.npy"
         if cache_file.exists():
             return torch.from_numpy(np.load(cache_file))
 

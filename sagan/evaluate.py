@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from . import inception, metrics
 from .checkpoint import load_generator, read_export_metadata
-from .data import _cache_key, list_images, load_images
+from .data import cache_key, list_images, load_images
 from .sampling import generate, latents
 
 Extractor = Callable[[torch.Tensor], torch.Tensor]
@@ -97,7 +97,7 @@ def load_reference(path: Path, image_size: int, network: str) -> dict:
 
 
 def reference_cache_path(reference: Path, holdout: int, image_size: int, network: str, cache_dir: Path) -> Path:
-    files = _cache_key(reference, list_images(reference), image_size)
+    files = cache_key(reference, list_images(reference), image_size)
     key = hashlib.sha256(f"{files}|holdout={holdout}|{network}".encode()).hexdigest()[:20]
     return cache_dir / f"reference-{key}.npz"
 
