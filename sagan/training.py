@@ -243,12 +243,13 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
             d_sum, g_sum, window_steps = d_sum + d_loss, g_sum + g_loss, window_steps + 1
             bar.update(1)
             done = models.step == cfg.steps
-            if models.step % cfg.log_every == 0 or done:
+            # Checkpoint steps are log steps too, so a non-finite loss is caught before it is saved.
+            if models.step % cfg.log_every == 0 or models.step % cfg.ckpt_every == 0 or done:
                 d_mean, g_mean = (d_sum / window_steps).item(), (g_sum / window_steps).item()
                 elapsed = time.perf_counter() - window_start
                 ips = window_steps * cfg.batch_size / max(elapsed, 1e-9)
                 if not (math.isfinite(d_mean) and math.isfinite(g_mean)):
-                    raise TrainingError(f"losses became non-finite at step {models.step} (D {d_mean}, G {g_mean}); "
+                    raise TrainingError(f"losses became non-finite by step {models.step} (D {d_mean}, G {g_mean}); "
                                         f"the last good checkpoint is {run.ckpt_dir / 'latest.pt'}. Lower the "
                                         "learning rates or use --precision fp32, then --resume.")
                 run.log(models.step, {"loss/d": d_mean, "loss/g": g_mean, "speed/img_per_s": ips,

@@ -11,6 +11,7 @@ import torch
 
 from sagan.checkpoint import CheckpointError, export_generator, load_generator, load_training_state
 from sagan.networks import Generator
+from sagan.losses import d_hinge_loss
 from sagan.training import build_models, ema_decay, iteration, make_autocast, train
 from tests.factories import faces_dir, tiny_train_config  # noqa: F401 (fixture)
 
@@ -145,3 +146,38 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path, face
     assert resumed.returncode == 0, resumed.stderr
     assert load_training_state(latest)["step"] == killed_at + 2
     assert not list((out / "checkpoints").glob(".*tmp*"))
+
+
+def test_non_finite_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, faces_dir, monkeypatch):
+    import sagan.training as training
+    calls = {"n": 0}
+
+    def poisoned(real_logits, fake_logits):
+        calls["n"] += 1
+        loss = d_hinge_loss(real_logits, fake_logits)
+        return loss * float("nan") if calls["n"] > 2 else loss
+
+    monkeypatch.setattr(training, "d_hinge_loss", poisoned)
+    with pytest.raises(training.TrainingError, match="non-finite by step 4"):
+        _run(faces_dir, tmp_path / "run", steps=10, log_every=5, ckpt_every=2)
+    state = load_training_state(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["G"].values() if v.is_floating_point())
+
+
+def test_weights_that_do_not_match_their_config_are_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+    from tests.factories import tiny_model
+    export_generator(Generator(tiny_model()), tmp_path / "g.safetensors")
+    tensors = load_file(str(tmp_path / "g.safetensors"))
+    wider = json.dumps({**json.loads(_metadata(tmp_path / "g.safetensors")["config"]), "conv_dim": 16})
+    save_file(tensors, str(tmp_path / "bad.safetensors"),
+              metadata={**_metadata(tmp_path / "g.safetensors"), "config": wider})
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_generator(tmp_path / "bad.safetensors")
+
+
+def _metadata(path):
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()
