@@ -7,7 +7,7 @@ import pytest
 
 from sagan import explore
 
-playwright = pytest.importorskip("playwright.sync_api")
+import playwright.sync_api as sync_api
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -18,7 +18,7 @@ TIMEOUT_MS = 60_000
 
 @pytest.fixture(scope="module")
 def page(app_url):
-    with playwright.sync_playwright() as p:
+    with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
         page.set_default_timeout(TIMEOUT_MS)
