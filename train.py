@@ -52,6 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--device", choices=("auto", "cpu", "cuda"), help="default auto")
     a("--precision", choices=("auto", "bf16", "fp32"), help="default auto: bf16 where supported")
     a("--compile", action=argparse.BooleanOptionalAction, help="torch.compile G and D")
+    a("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm in G under torchrun (CUDA)")
     a("--log-every", type=int, help=f"default {d.log_every}")
     a("--sample-every", type=int, help=f"default {d.sample_every}")
     a("--ckpt-every", type=int, help=f"default {d.ckpt_every}")

@@ -136,9 +136,12 @@ def load_images(path: str | os.PathLike, image_size: int, cache_dir: str | os.Pa
     return torch.from_numpy(images)
 
 
-def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """The random stream of one training step: a pure function of (seed, step)."""
-    return torch.Generator(device).manual_seed((seed * 1_000_003 + step) % (2 ** 63))
+def step_generator(seed: int, step: int, device: torch.device | str = "cpu", stream: int = 0) -> torch.Generator:
+    """A random stream of one training step: a pure function of (seed, step, stream).
+
+    Separate streams keep flips, latents and augmentation uncorrelated though drawn from one seed.
+    """
+    return torch.Generator(device).manual_seed(((seed * 1_000_003 + step) * 4096 + stream) % (2 ** 63))
 
 
 def batch_indices(num_images: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
@@ -154,10 +157,13 @@ def batch_indices(num_images: int, batch_size: int, seed: int, step: int) -> tor
     return torch.cat(chunks)
 
 
-def real_batch(images: torch.Tensor, batch_size: int, seed: int, step: int) -> torch.Tensor:
-    """A float batch in [-1, 1] with random horizontal flips, on the device ``images`` lives on."""
-    idx = batch_indices(images.shape[0], batch_size, seed, step).to(images.device)
+def real_batch(images: torch.Tensor, batch_size: int, seed: int, step: int, rank: int = 0,
+               world: int = 1) -> torch.Tensor:
+    """Rank ``rank``'s share of a step's global batch of ``batch_size * world`` images, as floats in
+    [-1, 1] with random horizontal flips, on the device ``images`` lives on."""
+    total, mine = batch_size * world, slice(rank * batch_size, (rank + 1) * batch_size)
+    idx = batch_indices(images.shape[0], total, seed, step)[mine].to(images.device)
     x = images[idx].float().div_(127.5).sub_(1.0)
-    gen = step_generator(seed, step, images.device)
-    flip = torch.rand(batch_size, generator=gen, device=images.device) < 0.5
+    gen = step_generator(seed, step, images.device, stream=0)
+    flip = (torch.rand(total, generator=gen, device=images.device) < 0.5)[mine]
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)

@@ -3,6 +3,9 @@
 One iteration makes one batch of fakes, updates D on real and fake in a single forward pass,
 then updates G through the updated D on the same fakes (D's weight gradients switched off).
 Randomness is a function of (seed, step), so a resumed run repeats an uninterrupted one.
+
+Under torchrun each process trains on its share of every global batch through
+DistributedDataParallel; rank 0 alone logs, samples and writes checkpoints.
 """
 from __future__ import annotations
 
@@ -11,12 +14,15 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .augment import diff_augment, parse_policy
 from .checkpoint import STATE_VERSION, atomic_torch_save, export_generator, load_training_state
@@ -49,6 +55,48 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name not in ("bf16", "fp32"):
         raise TrainingError(f"unknown precision {name!r}: choose auto, bf16 or fp32.")
     return name
+
+
+@dataclass
+class Distributed:
+    rank: int = 0         # this process's rank
+    world: int = 1        # number of processes
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_name: str) -> tuple[Distributed, torch.device]:
+    """The process group torchrun describes in the environment (none for a single process)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_name)
+    if world == 1:
+        return Distributed(), device
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(rank, world), device
+
+
+def wrap_ddp(model: nn.Module, device: torch.device, sync_bn: bool) -> nn.Module:
+    if sync_bn:
+        if device.type != "cuda":
+            raise TrainingError("--sync-bn needs CUDA GPUs: SyncBatchNorm has no CPU implementation.")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # DDP's default broadcasts rank 0's buffers (BatchNorm statistics, spectral-norm vectors) at
+    # every forward, so the ranks' buffers drift apart by one local update at most.
+    return DDP(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def sync_buffers(models: Models) -> None:
+    """Give every rank rank 0's buffers, so what rank 0 saves is what every rank holds."""
+    for module in (models.G, models.D, models.G_ema):
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 @dataclass
@@ -117,6 +165,9 @@ def train_step(models: Models, G: nn.Module, D: nn.Module, real: torch.Tensor, z
     ``G`` and ``D`` may be compiled wrappers of ``models.G`` and ``models.D``.
     """
     b = real.shape[0]
+    # The G step needs no gradient all-reduce for D (D is not updated by it), and a second
+    # forward through a DDP-wrapped spectral-norm D is the known in-place buffer pitfall.
+    d_plain = D.module if isinstance(D, DDP) else D
     with autocast:
         fake = G(z)
         d_input = torch.cat([real, fake.detach()])
@@ -130,7 +181,7 @@ def train_step(models: Models, G: nn.Module, D: nn.Module, real: torch.Tensor, z
 
     models.D.requires_grad_(False)  # G's update needs gradients through D, not of D's weights
     with autocast:
-        g_loss = g_hinge_loss(D(diff_augment(fake, policy, gen) if policy else fake))
+        g_loss = g_hinge_loss(d_plain(diff_augment(fake, policy, gen) if policy else fake))
     models.opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     models.opt_g.step()
@@ -139,13 +190,14 @@ def train_step(models: Models, G: nn.Module, D: nn.Module, real: torch.Tensor, z
 
 
 def iteration(models: Models, G: nn.Module, D: nn.Module, images: torch.Tensor, cfg: TrainConfig,
-              policy: tuple[str, ...], autocast) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw step ``models.step``'s batch and latents, train on them, update the EMA, advance."""
-    step, device = models.step, images.device
-    gen = step_generator(cfg.seed, step, device)
-    real = real_batch(images, cfg.batch_size, cfg.seed, step).contiguous(memory_format=torch.channels_last)
-    z = torch.randn(cfg.batch_size, cfg.model.z_dim, generator=gen, device=device)
-    losses = train_step(models, G, D, real, z, policy, gen, autocast)
+              policy: tuple[str, ...], autocast, ranks: Distributed = Distributed()) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw this rank's share of step ``models.step``'s batch and latents, train, update the EMA, advance."""
+    step, device, b = models.step, images.device, cfg.batch_size
+    real = real_batch(images, b, cfg.seed, step, ranks.rank, ranks.world).contiguous(memory_format=torch.channels_last)
+    z_gen = step_generator(cfg.seed, step, device, stream=1)
+    z = torch.randn(b * ranks.world, cfg.model.z_dim, generator=z_gen, device=device)[ranks.rank * b:(ranks.rank + 1) * b]
+    aug_gen = step_generator(cfg.seed, step, device, stream=2 + ranks.rank)
+    losses = train_step(models, G, D, real, z, policy, aug_gen, autocast)
     update_ema(models.G_ema, models.G, ema_decay(cfg, step + 1))
     models.step += 1
     return losses
@@ -214,8 +266,12 @@ class RunDirectory:
 
 def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None = None,
           export_dtype: str = "fp32", progress: bool = True, tensorboard: bool = True) -> Models:
-    """Train (or continue training) as ``cfg`` says; returns the models at the final step."""
-    device = resolve_device(cfg.device)
+    """Train (or continue training) as ``cfg`` says; returns the models at the final step.
+
+    Run under torchrun, each process trains on its share of a global batch of
+    ``batch_size * world_size`` images.
+    """
+    ranks, device = init_distributed(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -228,45 +284,58 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     if resume_state is not None:
         restore(models, resume_state)
     G, D = maybe_compile(models.G, cfg.compile), maybe_compile(models.D, cfg.compile)
+    if ranks.world > 1:
+        G, D = wrap_ddp(G, device, cfg.sync_bn), wrap_ddp(D, device, False)
+    elif cfg.sync_bn:
+        raise TrainingError("--sync-bn only applies to multi-process runs: start them with torchrun.")
     autocast = make_autocast(device, precision)
-    run = RunDirectory(cfg, tensorboard=tensorboard)
+    run = RunDirectory(cfg, tensorboard=tensorboard) if ranks.main else None
     fixed_z = latents(range(cfg.num_grid), cfg.model.z_dim).to(device)
-    run.log(models.step, {"event/start": 1.0, "images": float(images.shape[0])})
+    if run:
+        run.log(models.step, {"event/start": 1.0, "images": float(images.shape[0]), "processes": float(ranks.world)})
 
     from tqdm import tqdm
-    bar = tqdm(total=cfg.steps, initial=models.step, disable=not progress, unit="step", dynamic_ncols=True)
-    d_sum = g_sum = torch.zeros((), device=device)
+    bar = tqdm(total=cfg.steps, initial=models.step, disable=not (progress and ranks.main), unit="step",
+               dynamic_ncols=True)
+    loss_sums = torch.zeros(2, device=device)
     window_start, window_steps = time.perf_counter(), 0
     try:
         while models.step < cfg.steps:
-            d_loss, g_loss = iteration(models, G, D, images, cfg, policy, autocast)
-            d_sum, g_sum, window_steps = d_sum + d_loss, g_sum + g_loss, window_steps + 1
+            loss_sums += torch.stack(iteration(models, G, D, images, cfg, policy, autocast, ranks))
+            window_steps += 1
             bar.update(1)
             done = models.step == cfg.steps
             # Checkpoint steps are log steps too, so a non-finite loss is caught before it is saved.
             if models.step % cfg.log_every == 0 or models.step % cfg.ckpt_every == 0 or done:
-                d_mean, g_mean = (d_sum / window_steps).item(), (g_sum / window_steps).item()
-                elapsed = time.perf_counter() - window_start
-                ips = window_steps * cfg.batch_size / max(elapsed, 1e-9)
+                if ranks.world > 1:
+                    dist.all_reduce(loss_sums)
+                d_mean, g_mean = (loss_sums / (window_steps * ranks.world)).tolist()
+                ips = window_steps * cfg.batch_size * ranks.world / max(time.perf_counter() - window_start, 1e-9)
                 if not (math.isfinite(d_mean) and math.isfinite(g_mean)):
                     raise TrainingError(f"losses became non-finite by step {models.step} (D {d_mean}, G {g_mean}); "
-                                        f"the last good checkpoint is {run.ckpt_dir / 'latest.pt'}. Lower the "
-                                        "learning rates or use --precision fp32, then --resume.")
-                run.log(models.step, {"loss/d": d_mean, "loss/g": g_mean, "speed/img_per_s": ips,
-                                      "gamma/g": _gammas(models.G)})
+                                        f"the last good checkpoint is {Path(cfg.out) / 'checkpoints' / 'latest.pt'}. "
+                                        "Lower the learning rates or use --precision fp32, then --resume.")
+                if run:
+                    run.log(models.step, {"loss/d": d_mean, "loss/g": g_mean, "speed/img_per_s": ips,
+                                          "gamma/g": _gammas(models.G)})
                 bar.set_postfix(d=f"{d_mean:.3f}", g=f"{g_mean:.3f}", img_s=f"{ips:.0f}")
-                d_sum = g_sum = torch.zeros((), device=device)
+                loss_sums.zero_()
                 window_start, window_steps = time.perf_counter(), 0
-            if models.step % cfg.sample_every == 0 or done:
+            if ranks.world > 1 and (models.step % cfg.ckpt_every == 0 or done):
+                sync_buffers(models)
+            if run and (models.step % cfg.sample_every == 0 or done):
                 with torch.inference_mode():
                     run.save_grid(models.step, models.G_ema(fixed_z))
-            if models.step % cfg.ckpt_every == 0 or done:
+            if run and (models.step % cfg.ckpt_every == 0 or done):
                 run.save_checkpoint(training_state(models, cfg), periodic=models.step % cfg.ckpt_every == 0)
     finally:
         bar.close()
-        run.close()
-    if export:
+        if run:
+            run.close()
+    if export and ranks.main:
         export_generator(models.G_ema, export, dtype=export_dtype, step=models.step)
+    if ranks.world > 1:
+        dist.barrier()  # no rank leaves while rank 0 still writes
     return models
 
 

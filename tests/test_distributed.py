@@ -1,0 +1,47 @@
+"""Two processes with the gloo backend on the CPU, as torchrun would start them."""
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from sagan.checkpoint import load_training_state
+from sagan.training import train
+from tests.factories import faces_dir, tiny_train_config  # noqa: F401 (fixture)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank, world, port, data, out, weights_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    try:
+        models = train(tiny_train_config(data, out, steps=3, batch_size=2), progress=False, tensorboard=False)
+        torch.save({name: getattr(models, name).state_dict() for name in ("G", "D", "G_ema")},
+                   os.path.join(weights_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_stay_in_step_and_their_checkpoint_resumes(tmp_path, faces_dir):
+    out = tmp_path / "run"
+    mp.spawn(_rank_main, args=(2, _free_port(), str(faces_dir), str(out), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for name in ("G", "D", "G_ema"):
+        for key, value in rank0[name].items():
+            assert torch.equal(value, rank1[name][key]), f"{name}.{key} differs between ranks"
+    assert not torch.equal(rank0["G"]["to_rgb.0.weight"], torch.zeros_like(rank0["G"]["to_rgb.0.weight"]))
+
+    # Only rank 0 wrote the run directory; its checkpoint holds rank 0's weights and resumes in one process.
+    state = load_training_state(out / "checkpoints" / "latest.pt")
+    assert state["step"] == 3
+    assert all(torch.equal(state["G"][k], v) for k, v in rank0["G"].items())
+    resumed = train(tiny_train_config(faces_dir, out, steps=4, batch_size=2), resume_state=state,
+                    progress=False, tensorboard=False)
+    assert resumed.step == 4
