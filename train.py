@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
             raise TrainingError("no data: pass --data FOLDER_OR_ZIP.")
         train(cfg, resume_state=state, export=args.export, export_dtype=args.export_dtype,
               progress=not args.no_progress)
-        if args.export:
+        if args.export and os.environ.get("RANK", "0") == "0":
             print(f"exported the EMA generator to {args.export}")
     except (DataError, CheckpointError, TrainingError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
