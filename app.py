@@ -29,7 +29,8 @@ from starlette.responses import PlainTextResponse
 from sagan import explore
 from sagan.checkpoint import CheckpointError, load_generator
 
-DEFAULT_CHECKPOINT = "checkpoints/anime64.safetensors"
+# Next to this file, so `python path/to/app.py` works from any directory.
+DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "checkpoints" / "anime64.safetensors")
 CSS = ".pixelated img { image-rendering: pixelated; }"
 
 ABOUT = """
@@ -206,7 +207,8 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default=os.environ.get("SAGAN_CHECKPOINT", DEFAULT_CHECKPOINT),
-                        help=f"exported generator (.safetensors); default $SAGAN_CHECKPOINT or {DEFAULT_CHECKPOINT}")
+                        help="exported generator (.safetensors); default $SAGAN_CHECKPOINT or the bundled "
+                             "checkpoints/anime64.safetensors")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to listen on; default $GRADIO_SERVER_NAME or 127.0.0.1")
     parser.add_argument("--port", type=int, default=os.environ.get("GRADIO_SERVER_PORT", "7860"),
