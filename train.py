@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from sagan.checkpoint import CheckpointError, load_training_state
-from sagan.config import PRESETS, ModelConfig, TrainConfig, preset
+from sagan.config import PRESETS, TrainConfig, preset
 from sagan.data import DataError
 from sagan.training import TrainingError, export_run, train
 

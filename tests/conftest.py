@@ -15,6 +15,7 @@ import torch
 from sagan.checkpoint import export_generator
 from sagan.config import ModelConfig
 from sagan.networks import Generator
+from tests.factories import write_faces
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_GAMMAS = (0.5, 1.5)
@@ -78,3 +79,11 @@ def app_url(tiny_checkpoint, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def faces_dir(tmp_path) -> Path:
+    """A folder of twelve random-colour JPEGs standing in for a data set."""
+    folder = tmp_path / "faces"
+    write_faces(folder)
+    return folder

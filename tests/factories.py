@@ -1,8 +1,7 @@
-"""Tiny model configs and data sets made on the fly: tests never read ../shared."""
+"""Tiny model configs and image folders made on the fly: tests never read ../shared."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from sagan.config import ModelConfig, TrainConfig
@@ -32,10 +31,3 @@ def write_faces(folder, count: int = 12, size: int = 40, seed: int = 0) -> list:
         Image.fromarray(pixels).save(path, quality=95)
         paths.append(path)
     return paths
-
-
-@pytest.fixture
-def faces_dir(tmp_path):
-    folder = tmp_path / "faces"
-    write_faces(folder)
-    return folder

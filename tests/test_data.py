@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from sagan.data import DataError, batch_indices, load_images, real_batch
-from tests.factories import faces_dir, write_faces  # noqa: F401 (fixture)
+from tests.factories import write_faces
 
 
 def test_mixed_folder_keeps_the_good_images(tmp_path):

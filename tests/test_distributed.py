@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 
 from sagan.checkpoint import load_training_state
 from sagan.training import train
-from tests.factories import faces_dir, tiny_train_config  # noqa: F401 (fixture)
+from tests.factories import tiny_train_config
 
 
 def _free_port() -> int:

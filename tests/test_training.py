@@ -13,7 +13,7 @@ from sagan.checkpoint import CheckpointError, export_generator, load_generator, 
 from sagan.networks import Generator
 from sagan.losses import d_hinge_loss
 from sagan.training import build_models, ema_decay, iteration, make_autocast, train
-from tests.factories import faces_dir, tiny_train_config  # noqa: F401 (fixture)
+from tests.factories import tiny_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
