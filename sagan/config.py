@@ -102,7 +102,7 @@ class TrainConfig:
     log_every: int = 50                       # steps between log lines and TensorBoard scalars
     sample_every: int = 500                   # steps between sample grids from the fixed latents
     ckpt_every: int = 1000                    # steps between periodic checkpoints (latest is kept too)
-    keep_ckpts: int = 5                       # periodic checkpoints kept on disk (oldest deleted first)
+    keep_ckpts: int = 5                       # periodic checkpoints kept (oldest deleted first; 0 keeps all)
     num_grid: int = 64                        # faces in each progress grid (seeds 0..num_grid-1)
     cache_dir: str = ""                       # where decoded data sets are cached; empty: <out>/../.cache
 

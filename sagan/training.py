@@ -252,12 +252,22 @@ class RunDirectory:
         return path
 
     def save_checkpoint(self, state: dict, periodic: bool) -> None:
-        atomic_torch_save(state, self.ckpt_dir / "latest.pt")
-        if periodic:
-            atomic_torch_save(state, self.ckpt_dir / f"step-{state['step']:07d}.pt")
-            old = sorted(self.ckpt_dir.glob("step-*.pt"))[:-self.keep] if self.keep > 0 else []
-            for path in old:
-                path.unlink()
+        latest = self.ckpt_dir / "latest.pt"
+        if not periodic:
+            atomic_torch_save(state, latest)
+            return
+        path = self.ckpt_dir / f"step-{state['step']:07d}.pt"
+        atomic_torch_save(state, path)
+        # latest.pt becomes a second name for the same bytes (written once), swapped in atomically.
+        tmp = latest.with_name(f".latest.pt.tmp{os.getpid()}")
+        try:
+            os.link(path, tmp)
+            os.replace(tmp, latest)
+        except OSError:  # a file system without hard links
+            atomic_torch_save(state, latest)
+        old = sorted(self.ckpt_dir.glob("step-*.pt"))[:-self.keep] if self.keep > 0 else []
+        for stale in old:
+            stale.unlink()
 
     def close(self) -> None:
         if self.writer:
