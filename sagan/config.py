@@ -103,8 +103,10 @@ class TrainConfig:
     sample_every: int = 500                   # steps between sample grids from the fixed latents
     ckpt_every: int = 1000                    # steps between periodic checkpoints (latest is kept too)
     keep_ckpts: int = 5                       # periodic checkpoints kept (oldest deleted first; 0 keeps all)
+    eval_every: int = 0                       # steps between validation FIDs on the holdout split; 0: off
+    eval_samples: int = 2000                  # generated faces (seeds 0..N-1) per validation FID
     num_grid: int = 64                        # faces in each progress grid (seeds 0..num_grid-1)
-    cache_dir: str = ""                       # where decoded data sets are cached; empty: <out>/../.cache
+    cache_dir: str = ""                       # decoded data sets and reference statistics; empty: <out>/cache
 
     def __post_init__(self):
         if isinstance(self.model, dict):

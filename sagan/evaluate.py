@@ -123,24 +123,31 @@ def reference_statistics(reference: str | Path, image_size: int, extractor: Extr
     return stats
 
 
+def score(g: torch.nn.Module, ref: dict, extractor: Extractor, num_samples: int, batch_size: int = 64) -> dict:
+    """FID and KID (None when the reference has no features) of generator ``g`` against reference statistics."""
+    features = generated_features(g, num_samples, extractor, batch_size)
+    mu, sigma = metrics.statistics(features)
+    return {"fid": metrics.fid_from_statistics(mu, sigma, ref["mu"], ref["sigma"]),
+            "kid": None if ref["features"] is None else metrics.kid(features, ref["features"])}
+
+
 def evaluate(checkpoint: str | Path, reference: str | Path, extractor: Extractor, network: str, holdout: int = 0,
              num_samples: int = DEFAULT_NUM_SAMPLES, batch_size: int = 64, cache_dir: str | Path = ".cache",
              device: str | torch.device = "cpu") -> dict:
-    """FID and KID (None when the reference .npz has no features) of a checkpoint; ``network`` names the extractor."""
+    """FID and KID of an exported generator (see ``score``); ``network`` names the extractor."""
     step = read_export_metadata(checkpoint).get("step")
     g = load_generator(checkpoint, device)
     ref = reference_statistics(reference, g.cfg.image_size, extractor, network, holdout, batch_size, cache_dir)
-    features = generated_features(g, num_samples, extractor, batch_size)
-    mu, sigma = metrics.statistics(features)
     return {
-        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "checkpoint": str(checkpoint), "step": None if step is None else int(step),
+        "time": now(), "checkpoint": str(checkpoint), "step": None if step is None else int(step),
         "reference": str(reference), "holdout": holdout, "num_samples": num_samples,
         "num_reference": ref["count"], "network": network,
-        "fid": metrics.fid_from_statistics(mu, sigma, ref["mu"], ref["sigma"]),
-        "kid": None if ref["features"] is None else metrics.kid(features, ref["features"]),
-        "reference_cache": ref.get("cache"),
+        **score(g, ref, extractor, num_samples, batch_size), "reference_cache": ref.get("cache"),
     }
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _positive(text: str) -> int:

@@ -18,6 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -28,6 +29,7 @@ from .augment import diff_augment, parse_policy
 from .checkpoint import STATE_VERSION, atomic_torch_save, export_generator, load_training_state
 from .config import TrainConfig
 from .data import load_images, real_batch, step_generator
+from .evaluate import Extractor, now, reference_statistics, score
 from .losses import d_hinge_loss, g_hinge_loss
 from .networks import Discriminator, Generator
 from .sampling import latents
@@ -107,6 +109,7 @@ class Models:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     step: int = 0
+    best_fid: float = math.inf  # lowest validation FID so far (checkpoints/best.pt holds that state)
 
 
 def build_models(cfg: TrainConfig, device: torch.device) -> Models:
@@ -126,13 +129,15 @@ def training_state(models: Models, cfg: TrainConfig) -> dict:
         rng["cuda"] = torch.cuda.get_rng_state_all()
     return {"version": STATE_VERSION, "step": models.step, "config": dataclasses.asdict(cfg),
             "G": models.G.state_dict(), "D": models.D.state_dict(), "G_ema": models.G_ema.state_dict(),
-            "opt_g": models.opt_g.state_dict(), "opt_d": models.opt_d.state_dict(), "rng": rng}
+            "opt_g": models.opt_g.state_dict(), "opt_d": models.opt_d.state_dict(), "rng": rng,
+            "best_fid": models.best_fid}
 
 
 def restore(models: Models, state: dict) -> None:
     for name in ("G", "D", "G_ema", "opt_g", "opt_d"):
         getattr(models, name).load_state_dict(state[name])
     models.step = int(state["step"])
+    models.best_fid = float(state.get("best_fid", math.inf))
     torch.set_rng_state(state["rng"]["torch"])
     if "cuda" in state["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -251,6 +256,13 @@ class RunDirectory:
             self.writer.add_image("samples", grid, step)
         return path
 
+    def record_metrics(self, entry: dict) -> None:
+        with open(self.root / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def save_best(self, state: dict) -> None:
+        atomic_torch_save(state, self.ckpt_dir / "best.pt")
+
     def save_checkpoint(self, state: dict, periodic: bool) -> None:
         latest = self.ckpt_dir / "latest.pt"
         if not periodic:
@@ -274,14 +286,31 @@ class RunDirectory:
             self.writer.close()
 
 
+def validation(cfg: TrainConfig, extractor: Extractor, network: str) -> Callable[[nn.Module, int], dict]:
+    """(g, step) -> metrics.jsonl entry with validation FID and KID against the holdout split, whose
+    statistics are computed (or read from the cache) once."""
+    cache_dir = cfg.cache_dir or Path(cfg.out) / "cache"
+    ref = reference_statistics(cfg.data, cfg.model.image_size, extractor, network, cfg.holdout, cache_dir=cache_dir)
+    return lambda g, step: {
+        "time": now(), "step": step, "source": "train --eval-every", "reference": cfg.data, "holdout": cfg.holdout,
+        "num_samples": cfg.eval_samples, "num_reference": ref["count"], "network": network,
+        **score(g, ref, extractor, cfg.eval_samples)}
+
+
 def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None = None,
-          export_dtype: str = "fp32", progress: bool = True, tensorboard: bool = True) -> Models:
+          export_dtype: str = "fp32", progress: bool = True, tensorboard: bool = True,
+          extractor: Extractor | None = None, network: str = "") -> Models:
     """Train (or continue training) as ``cfg`` says; returns the models at the final step.
 
     Run under torchrun, each process trains on its share of a global batch of
-    ``batch_size * world_size`` images.
+    ``batch_size * world_size`` images. With ``cfg.eval_every``, rank 0 measures FID with
+    ``extractor`` (features named ``network``) and keeps the best state in checkpoints/best.pt.
     """
+    if cfg.eval_every > 0 and cfg.holdout <= 0:
+        raise TrainingError("--eval-every measures FID on the validation split: add --holdout N (e.g. 2000).")
     ranks, device = init_distributed(cfg.device)
+    if cfg.eval_every > 0 and ranks.main and extractor is None:
+        raise TrainingError("--eval-every needs a feature extractor: pass extractor= (train.py loads Inception).")
     precision = resolve_precision(cfg.precision, device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -301,6 +330,7 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     autocast = make_autocast(device, precision)
     run = RunDirectory(cfg, tensorboard=tensorboard) if ranks.main else None
     fixed_z = latents(range(cfg.num_grid), cfg.model.z_dim).to(device)
+    validate = validation(cfg, extractor, network) if cfg.eval_every > 0 and ranks.main else None
     if run:
         run.log(models.step, {"event/start": 1.0, "images": float(images.shape[0]), "processes": float(ranks.world)})
 
@@ -336,6 +366,14 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
             if run and (models.step % cfg.sample_every == 0 or done):
                 with torch.inference_mode():
                     run.save_grid(models.step, models.G_ema(fixed_z))
+            if validate and (models.step % cfg.eval_every == 0 or done):
+                result = validate(models.G_ema, models.step)
+                run.record_metrics(result)
+                run.log(models.step, {f"metrics/{k}": result[k] for k in ("fid", "kid")})
+                bar.write(f"step {models.step}: validation FID {result['fid']:.2f}")
+                if result["fid"] < models.best_fid:
+                    models.best_fid = result["fid"]
+                    run.save_best(training_state(models, cfg))
             if run and (models.step % cfg.ckpt_every == 0 or done):
                 run.save_checkpoint(training_state(models, cfg), periodic=models.step % cfg.ckpt_every == 0)
     finally:
@@ -355,9 +393,12 @@ def _gammas(g: nn.Module) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def export_run(run_dir: str | Path, path: str, dtype: str = "fp32") -> int:
-    """Export the EMA generator of a run's latest checkpoint without training; returns its step."""
-    state = load_training_state(Path(run_dir) / "checkpoints" / "latest.pt")
+def export_run(run_dir: str | Path, path: str, dtype: str = "fp32", checkpoint: str = "latest") -> int:
+    """Export the EMA generator of a run's ``latest`` or ``best`` checkpoint without training; returns its step."""
+    source = Path(run_dir) / "checkpoints" / f"{checkpoint}.pt"
+    if checkpoint == "best" and not source.is_file():
+        raise TrainingError(f"no {source}: only runs trained with --eval-every and --holdout keep a best checkpoint.")
+    state = load_training_state(source)
     cfg = TrainConfig.from_dict(state["config"])
     g = Generator(cfg.model)
     g.load_state_dict(state["G_ema"])

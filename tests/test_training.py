@@ -12,7 +12,7 @@ import torch
 from sagan.checkpoint import CheckpointError, export_generator, load_generator, load_training_state
 from sagan.networks import Generator
 from sagan.losses import d_hinge_loss
-from sagan.training import build_models, ema_decay, iteration, make_autocast, train
+from sagan.training import TrainingError, build_models, ema_decay, export_run, iteration, make_autocast, train
 from tests.factories import tiny_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,3 +181,63 @@ def _metadata(path):
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
         return f.metadata()
+
+
+def _shifting_extractor(offsets):
+    """Features shifted by offsets[k] on the k-th call (the reference is the first call), so the distance
+    of each validation's features from the reference, and its FID, is set by the test."""
+    calls = []
+
+    def extract(images):
+        x = images.float().mean(dim=(2, 3))
+        calls.append(1)
+        return torch.cat([x, x.square() / 255], dim=1) + float(offsets[len(calls) - 1])
+    return extract
+
+
+def _metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("offsets,best_step", [((0, 1000, 2000), 2), ((0, 2000, 1000), 4)])
+def test_validation_fid_is_logged_and_the_best_state_kept(tmp_path, faces_dir, offsets, best_step):
+    out = tmp_path / "run"
+    train(tiny_train_config(faces_dir, out, steps=4, holdout=4, eval_every=2, eval_samples=8, ckpt_every=4),
+          progress=False, tensorboard=False, extractor=_shifting_extractor(offsets), network="tiny")
+    entries = _metrics(out)
+    assert [e["step"] for e in entries] == [2, 4]
+    assert all(e["num_samples"] == 8 and e["num_reference"] == 4 and e["holdout"] == 4 for e in entries)
+    fids = [e["fid"] for e in entries]
+    assert (fids[1] > fids[0]) == (best_step == 2)
+    best = load_training_state(out / "checkpoints" / "best.pt")
+    assert best["step"] == best_step and best["best_fid"] == min(fids)
+    assert load_training_state(out / "checkpoints" / "latest.pt")["best_fid"] == min(fids)
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["metrics/fid"] for r in logged if "metrics/fid" in r] == fids
+    step = export_run(out, str(tmp_path / "best.safetensors"), checkpoint="best")
+    assert step == best_step
+    g = load_generator(tmp_path / "best.safetensors")
+    assert all(torch.equal(g.state_dict()[k], v) for k, v in best["G_ema"].items())
+
+
+def test_resumed_run_remembers_its_best_validation_fid(tmp_path, faces_dir):
+    out, extract = tmp_path / "run", _shifting_extractor((0, 1000, 2000))
+    cfg = dict(holdout=4, eval_every=2, eval_samples=8, ckpt_every=2)
+    train(tiny_train_config(faces_dir, out, steps=2, **cfg), progress=False, tensorboard=False,
+          extractor=extract, network="tiny")
+    state = load_training_state(out / "checkpoints" / "latest.pt")
+    train(tiny_train_config(faces_dir, out, steps=4, **cfg), resume_state=state, progress=False,
+          tensorboard=False, extractor=extract, network="tiny")
+    assert [e["step"] for e in _metrics(out)] == [2, 4]
+    assert load_training_state(out / "checkpoints" / "best.pt")["step"] == 2  # step 4 scored worse
+
+
+def test_validation_needs_a_holdout_split_and_best_export_needs_validation(tmp_path, faces_dir):
+    with pytest.raises(TrainingError, match="--holdout N"):
+        _run(faces_dir, tmp_path / "run", eval_every=2)
+    _run(faces_dir, tmp_path / "plain", steps=2)
+    result = _cli("--out", str(tmp_path / "plain"), "--export", str(tmp_path / "g.safetensors"), "--export-best")
+    assert result.returncode == 2 and "--eval-every" in result.stderr and "Traceback" not in result.stderr
+    bad_net = _cli("--data", str(faces_dir), "--out", str(tmp_path / "b"), "--holdout", "4", "--eval-every", "2",
+                   "--inception", str(tmp_path / "missing.pt"), "--device", "cpu")
+    assert bad_net.returncode == 2 and "no Inception network" in bad_net.stderr
