@@ -81,15 +81,19 @@ def decode_image(data: bytes, image_size: int) -> np.ndarray | None:
 
 
 def cache_key(path: Path, names: list[str], image_size: int) -> str:
-    """Identifies a decoded data set: its files (names, sizes, mtimes), location and resolution."""
-    h = hashlib.sha256(f"{CACHE_VERSION}|{path.resolve()}|{image_size}".encode())
+    """Identifies a decoded data set and its resolution: a folder by its location and its files' names,
+    sizes and mtimes; a zip by its members' names, sizes and CRC-32s, so a copied archive keeps its key."""
     if path.is_dir():
+        h = hashlib.sha256(f"{CACHE_VERSION}|{path.resolve()}|{image_size}".encode())
         for n in names:
             st = (path / n).stat()
             h.update(f"{n}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     else:
-        st = path.stat()
-        h.update(f"{st.st_size}|{st.st_mtime_ns}".encode())
+        h = hashlib.sha256(f"{CACHE_VERSION}|zip|{image_size}".encode())
+        with zipfile.ZipFile(path) as zf:
+            for n in names:
+                info = zf.getinfo(n)
+                h.update(f"{n}|{info.file_size}|{info.CRC}\n".encode())
     return h.hexdigest()[:20]
 
 

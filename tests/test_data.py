@@ -1,4 +1,6 @@
 import io
+import os
+import shutil
 import struct
 import zipfile
 import zlib
@@ -8,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sagan.data import DataError, batch_indices, load_images, real_batch
+from sagan.data import DataError, batch_indices, cache_key, list_images, load_images, real_batch
 from tests.factories import write_faces
 
 
@@ -59,6 +61,27 @@ def test_zip_data_set_matches_the_folder(tmp_path, faces_dir):
         for path in sorted(faces_dir.iterdir()):
             zf.write(path, f"faces/{path.name}")
     assert torch.equal(load_images(archive, 16), load_images(faces_dir, 16))
+
+
+def test_a_copied_zip_keeps_its_cache_key_and_changed_contents_do_not(tmp_path, faces_dir):
+    def archive(name, files):
+        with zipfile.ZipFile(tmp_path / name, "w") as zf:
+            for path in files:
+                zf.write(path, f"faces/{path.name}")
+        return tmp_path / name
+
+    files = sorted(faces_dir.iterdir())
+    original = archive("a.zip", files)
+    key = cache_key(original, list_images(original), 16)
+    copy = tmp_path / "elsewhere" / "copy.zip"
+    copy.parent.mkdir()
+    shutil.copy(original, copy)
+    os.utime(copy, (0, 0))
+    assert cache_key(copy, list_images(copy), 16) == key
+    assert cache_key(original, list_images(original), 32) != key
+    files[0].write_bytes(files[1].read_bytes())
+    changed = archive("b.zip", files)
+    assert cache_key(changed, list_images(changed), 16) != key
 
 
 def test_no_usable_images_is_a_clear_error(tmp_path):
