@@ -36,6 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--data", help="folder (recursive) or .zip of jpg/png/webp images")
     a("--out", help=f"run directory (default {d.out})")
     a("--steps", type=int, help=f"total training steps (default {d.steps})")
+    a("--max-minutes", type=float, help="stop (checkpointed, exported) at the first log step after this many "
+      "minutes of this invocation; --resume continues (default 0: no limit)")
     a("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
     a("--image-size", type=int, choices=(32, 64, 128), help="output resolution (default 64)")
     a("--preset", choices=PRESETS, help="attention placement: sagan (default), seed or dcgan")
@@ -117,11 +119,11 @@ def main(argv=None) -> int:
         extractor = None
         if cfg.eval_every > 0 and cfg.holdout > 0 and main_process:
             extractor = inception.load(args.inception, resolve_device(cfg.device))
-        train(cfg, resume_state=state, export=None if args.export_best else args.export,
+        models = train(cfg, resume_state=state, export=None if args.export_best else args.export,
               export_dtype=args.export_dtype, progress=not args.no_progress,
               extractor=extractor, network=inception.INCEPTION_SHA256)
         if args.export and main_process:
-            step = export_run(cfg.out, args.export, args.export_dtype, "best") if args.export_best else cfg.steps
+            step = export_run(cfg.out, args.export, args.export_dtype, "best") if args.export_best else models.step
             print(f"exported the EMA generator ({which}, step {step}) to {args.export}")
     except (DataError, CheckpointError, TrainingError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -85,6 +85,7 @@ class TrainConfig:
     preset: str = "sagan"                     # attention placement preset the model was built from
     model: ModelConfig = field(default_factory=ModelConfig)  # network shape
     steps: int = 10_000                       # total generator updates (one D update each)
+    max_minutes: float = 0.0                  # stop early, checkpointed, once this much wall time has passed; 0: no limit
     batch_size: int = 64                      # images per step, real and fake each
     lr_g: float = 1e-4                        # generator Adam learning rate (TTUR)
     lr_d: float = 4e-4                        # discriminator Adam learning rate (TTUR)

@@ -166,7 +166,9 @@ def real_batch(images: torch.Tensor, batch_size: int, seed: int, step: int, rank
     """Rank ``rank``'s share of a step's global batch of ``batch_size * world`` images, as floats in
     [-1, 1] with random horizontal flips, on the device ``images`` lives on."""
     total, mine = batch_size * world, slice(rank * batch_size, (rank + 1) * batch_size)
-    idx = batch_indices(images.shape[0], total, seed, step)[mine].to(images.device)
+    idx = batch_indices(images.shape[0], total, seed, step)[mine]
+    if images.is_cuda:  # a pinned, asynchronous copy: a plain one would wait for the GPU every step
+        idx = idx.pin_memory().to(images.device, non_blocking=True)
     x = images[idx].float().div_(127.5).sub_(1.0)
     gen = step_generator(seed, step, images.device, stream=0)
     flip = (torch.rand(total, generator=gen, device=images.device) < 0.5)[mine]

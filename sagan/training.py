@@ -338,15 +338,18 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     bar = tqdm(total=cfg.steps, initial=models.step, disable=not (progress and ranks.main), unit="step",
                dynamic_ncols=True)
     loss_sums = torch.zeros(2, device=device)
-    window_start, window_steps = time.perf_counter(), 0
+    started = window_start = time.perf_counter()
+    window_steps, done = 0, models.step >= cfg.steps
     try:
-        while models.step < cfg.steps:
+        while not done:
             loss_sums += torch.stack(iteration(models, G, D, images, cfg, policy, autocast, ranks))
             window_steps += 1
             bar.update(1)
-            done = models.step == cfg.steps
+            done = models.step >= cfg.steps
             # Checkpoint steps are log steps too, so a non-finite loss is caught before it is saved.
             if models.step % cfg.log_every == 0 or models.step % cfg.ckpt_every == 0 or done:
+                if cfg.max_minutes > 0 and not done:
+                    done = _out_of_time(started, cfg.max_minutes, ranks, device)
                 if ranks.world > 1:
                     dist.all_reduce(loss_sums)
                 d_mean, g_mean = (loss_sums / (window_steps * ranks.world)).tolist()
@@ -385,6 +388,16 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     if ranks.world > 1:
         dist.barrier()  # no rank leaves while rank 0 still writes
     return models
+
+
+def _out_of_time(started: float, minutes: float, ranks: Distributed, device: torch.device) -> bool:
+    """Whether ``minutes`` have passed since ``started``, as rank 0's clock says (all ranks agree)."""
+    late = time.perf_counter() - started >= minutes * 60
+    if ranks.world == 1:
+        return late
+    flag = torch.tensor([float(late)], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def _gammas(g: nn.Module) -> float:

@@ -115,6 +115,21 @@ def test_cli_trains_resumes_and_exports(tmp_path, faces_dir):
     assert load_generator(tmp_path / "g.safetensors").cfg.image_size == 32
 
 
+def test_time_limit_stops_at_a_log_step_with_a_checkpoint_and_export(tmp_path, faces_dir):
+    out, exported = tmp_path / "run", tmp_path / "g.safetensors"
+    result = _cli("--data", str(faces_dir), "--out", str(out), "--image-size", "32", "--conv-dim", "8",
+                  "--z-dim", "8", "--batch-size", "4", "--precision", "fp32", "--device", "cpu", "--no-progress",
+                  "--steps", "1000", "--log-every", "3", "--ckpt-every", "100", "--max-minutes", "1e-9",
+                  "--export", str(exported))
+    assert result.returncode == 0, result.stderr
+    assert load_training_state(out / "checkpoints" / "latest.pt")["step"] == 3
+    assert "step 3" in result.stdout and load_generator(exported).cfg.image_size == 32
+    assert (out / "samples" / "step-0000003.png").is_file()
+    resumed = _cli("--resume", "--out", str(out), "--steps", "5", "--max-minutes", "0", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_training_state(out / "checkpoints" / "latest.pt")["step"] == 5
+
+
 def test_cli_errors_are_one_clear_line(tmp_path):
     (tmp_path / "empty").mkdir()
     result = _cli("--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run"))

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One prepared GPU session, run unattended within a fixed budget: the CUDA tests, the training and
+# sampling speed benchmarks, then a time-limited training run on the rest of the budget.
+# The README's CUDA numbers come from this script.
+#
+#   bash bench/cuda_session.sh FACES.zip OUT_DIR [SECONDS]
+#
+# OUT_DIR receives session.log, the run's config.json and log.jsonl, its last sample grid, the
+# exported EMA generator (fp16) and the last three periodic checkpoints exported likewise.
+set -u
+data=$1 out=$2 budget=${3:-540} device=${DEVICE:-cuda}  # DEVICE=cpu: a dry run of the script
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+run_dir=/tmp/sagan-run
+
+step() {  # step LIMIT_SECONDS COMMAND...: run with a hard limit, report the exit status, go on
+  local limit=$1; shift
+  echo "== [$((SECONDS))s] $* (limit ${limit}s)"
+  timeout -k 10 "$limit" "$@"
+  echo "== exit $? after ${SECONDS}s"
+}
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  python3 -c "import torch, os; print('torch', torch.__version__, torch.cuda.get_device_name(), os.cpu_count(), 'cpus')"
+  step 120 python3 -m pytest -q tests/test_training_cuda.py
+  step 120 python3 bench/train_speed.py --device "$device" --steps 20 --rounds 3 --warmup 5
+  step 60 python3 bench/train_speed.py --device "$device" --presets sagan --batch-size 256 --steps 10 --rounds 3 --warmup 3
+  step 200 python3 bench/train_speed.py --device "$device" --presets sagan --compile --steps 20 --rounds 3 --warmup 5
+  step 60 python3 bench/sample_speed.py --device "$device" --batch-size 256 --batches 20
+  # The rest of the budget trains, keeping 75 s for start-up, the last checkpoint and the exports.
+  minutes=$(python3 -c "print(max(0.5, ($budget - $SECONDS - 75) / 60))")
+  step $((budget - SECONDS)) python3 train.py --data "$data" --out "$run_dir" --batch-size 256 \
+    --steps 1000000 --max-minutes "$minutes" --log-every 100 --sample-every 1000 --ckpt-every 2000 \
+    --keep-ckpts 0 --device "$device" --cache-dir /tmp/sagan-cache --no-progress \
+    --export "$out/g_ema-final.safetensors" --export-dtype fp16
+  for ckpt in $(ls "$run_dir"/checkpoints/step-*.pt 2>/dev/null | sort | tail -n 3); do
+    name=$(basename "$ckpt" .pt)
+    python3 -c "from sagan.training import export_run; export_run('$run_dir', '$out/g_ema-$name.safetensors', 'fp16', '$name')" \
+      && echo "exported $name"
+  done
+  cp "$run_dir/config.json" "$run_dir/log.jsonl" "$out/" 2>/dev/null
+  last_grid=$(ls "$run_dir"/samples/*.png 2>/dev/null | sort | tail -n 1)
+  [ -n "$last_grid" ] && cp "$last_grid" "$out/grid-$(basename "$last_grid")"
+  echo "== done after ${SECONDS}s"
+} 2>&1 | tee "$out/session.log"
