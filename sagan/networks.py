@@ -39,9 +39,13 @@ class Generator(nn.Module):
         self.resolutions = resolutions
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = z.view(z.shape[0], -1, 1, 1)
-        for r, block in zip(self.resolutions, self.blocks):
-            x = block(x)
+        # The first transposed convolution sees a 1x1 map, so it is a matrix product. Written as one,
+        # it has no 1x1 tensors, whose ambiguous memory format trips torch.compile's layout checks.
+        first = self.blocks[0][0]
+        x = (z.flatten(1) @ first.weight.flatten(1)).view(z.shape[0], -1, 4, 4)
+        x = x.contiguous(memory_format=torch.channels_last)
+        for i, (r, block) in enumerate(zip(self.resolutions, self.blocks)):
+            x = block[1:](x) if i == 0 else block(x)
             if str(r) in self.attn:
                 x = self.attn[str(r)](x)
         return self.to_rgb(x)
@@ -69,4 +73,5 @@ class Discriminator(nn.Module):
             x = block(x)
             if str(r) in self.attn:
                 x = self.attn[str(r)](x)
-        return self.to_logit(x).flatten()
+        # The last convolution covers the whole 4x4 map: a matrix product, for the reason above.
+        return x.flatten(1) @ self.to_logit.weight.flatten(1).squeeze(0) + self.to_logit.bias

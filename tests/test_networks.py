@@ -36,3 +36,23 @@ def test_spectral_norm_keeps_top_singular_value_near_one():
             with torch.no_grad():
                 sigma = torch.linalg.matrix_norm(module.weight.flatten(1), ord=2)
             assert sigma == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_first_and_last_layers_as_matrix_products_equal_their_convolutions(memory_format):
+    torch.manual_seed(0)
+    cfg = tiny_model()
+    g, d = Generator(cfg).eval(), Discriminator(cfg).eval()
+    g, d = g.to(memory_format=memory_format), d.to(memory_format=memory_format)
+    z = torch.randn(3, cfg.z_dim)
+    x = g.blocks[0](z.view(3, -1, 1, 1))  # the convolution modules themselves, as checkpoints store them
+    for r, block in zip(g.resolutions, g.blocks):
+        x = block(x) if r != g.resolutions[0] else x
+        x = g.attn[str(r)](x) if str(r) in g.attn else x
+    torch.testing.assert_close(g(z), g.to_rgb(x), rtol=0, atol=1e-5)
+    h = torch.randn(3, 3, 32, 32).contiguous(memory_format=memory_format)
+    feats = h
+    for r, block in zip(d.resolutions, d.blocks):
+        feats = block(feats)
+        feats = d.attn[str(r)](feats) if str(r) in d.attn else feats
+    torch.testing.assert_close(d(h), d.to_logit(feats).flatten(), rtol=0, atol=1e-5)
