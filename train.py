@@ -52,6 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--ema-rampup", type=float, help=f"EMA half-life ramp-up fraction, 0 for none (default {d.ema_rampup})")
     a("--diffaugment", help='DiffAugment policy, e.g. "color,translation,cutout" (default off)')
     a("--holdout", type=int, help="keep the last N files by name out of training (default 0)")
+    a("--max-images", type=int, help="train on the first N files by name of the training split (default 0: all)")
     a("--seed", type=int, help=f"random seed (default {d.seed})")
     a("--device", choices=("auto", "cpu", "cuda"), help="default auto")
     a("--precision", choices=("auto", "bf16", "fp32"), help="default auto: bf16 where supported")

@@ -308,6 +308,8 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     """
     if cfg.eval_every > 0 and cfg.holdout <= 0:
         raise TrainingError("--eval-every measures FID on the validation split: add --holdout N (e.g. 2000).")
+    if cfg.max_images < 0:
+        raise TrainingError(f"--max-images must be 0 (all) or a positive count, not {cfg.max_images}.")
     ranks, device = init_distributed(cfg.device)
     if cfg.eval_every > 0 and ranks.main and extractor is None:
         raise TrainingError("--eval-every needs a feature extractor: pass extractor= (train.py loads Inception).")
@@ -318,7 +320,7 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
         torch.backends.cudnn.benchmark = True
     policy = parse_policy(cfg.diffaugment)
     images = load_images(cfg.data, cfg.model.image_size, cache_dir=cfg.cache_dir or Path(cfg.out) / "cache",
-                         holdout=cfg.holdout, split="train").to(device)
+                         holdout=cfg.holdout, split="train")[:cfg.max_images or None].to(device)
     models = build_models(cfg, device)
     if resume_state is not None:
         restore(models, resume_state)

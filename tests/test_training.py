@@ -35,6 +35,12 @@ def test_one_step_gives_finite_losses_and_changes_weights(faces_dir):
     assert all(p.requires_grad for p in models.D.parameters())  # G's step switches D's grads back on
 
 
+def test_max_images_trains_on_the_first_files_only(tmp_path, faces_dir):
+    _run(faces_dir, tmp_path / "run", steps=1, holdout=2, max_images=5)
+    logged = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert logged["images"] == 5.0
+
+
 def test_run_directory_contents(tmp_path, faces_dir):
     out = tmp_path / "run"
     _run(faces_dir, out, steps=4, keep_ckpts=1)
