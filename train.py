@@ -57,6 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--device", choices=("auto", "cpu", "cuda"), help="default auto")
     a("--precision", choices=("auto", "bf16", "fp32"), help="default auto: bf16 where supported")
     a("--compile", action=argparse.BooleanOptionalAction, help="torch.compile G and D")
+    a("--cuda-graphs", action=argparse.BooleanOptionalAction, help="replay each training step as one CUDA graph: "
+      "far fewer kernel launches from Python (one GPU)")
     a("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm in G under torchrun (CUDA)")
     a("--log-every", type=int, help=f"default {d.log_every}")
     a("--sample-every", type=int, help=f"default {d.sample_every}")

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import ReferenceTrainer  # noqa: E402
 from sagan.augment import parse_policy  # noqa: E402
 from sagan.config import TrainConfig, preset  # noqa: E402
-from sagan.training import (build_models, iteration, make_autocast, maybe_compile,  # noqa: E402
+from sagan.training import (Iteration, build_models, make_autocast, maybe_compile,  # noqa: E402
                             resolve_device, resolve_precision)
 
 
@@ -51,12 +51,11 @@ def bench_preset(name: str, args, device) -> tuple[float, float]:
 
     models = build_models(cfg, device)
     G, D = maybe_compile(models.G, cfg.compile), maybe_compile(models.D, cfg.compile)
-    autocast = make_autocast(device, resolve_precision(cfg.precision, device))
-    policy = parse_policy(cfg.diffaugment)
+    iterate = Iteration(models, G, D, images, cfg, parse_policy(cfg.diffaugment),
+                        make_autocast(device, resolve_precision(cfg.precision, device)))
 
     def ours():
-        d, g = iteration(models, G, D, images, cfg, policy, autocast)
-        return d
+        return iterate()
 
     def reference():
         return ref.step(ref_real)

@@ -140,12 +140,12 @@ def load_images(path: str | os.PathLike, image_size: int, cache_dir: str | os.Pa
     return torch.from_numpy(images)
 
 
-def step_generator(seed: int, step: int, device: torch.device | str = "cpu", stream: int = 0) -> torch.Generator:
-    """A random stream of one training step: a pure function of (seed, step, stream).
+def stream_seed(seed: int, step: int, stream: int = 0) -> int:
+    """Seed of one random stream of one training step: a pure function of (seed, step, stream).
 
     Separate streams keep flips, latents and augmentation uncorrelated though drawn from one seed.
     """
-    return torch.Generator(device).manual_seed(((seed * 1_000_003 + step) * 4096 + stream) % (2 ** 63))
+    return ((seed * 1_000_003 + step) * 4096 + stream) % (2 ** 63)
 
 
 def batch_indices(num_images: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
@@ -161,15 +161,11 @@ def batch_indices(num_images: int, batch_size: int, seed: int, step: int) -> tor
     return torch.cat(chunks)
 
 
-def real_batch(images: torch.Tensor, batch_size: int, seed: int, step: int, rank: int = 0,
+def real_batch(images: torch.Tensor, indices: torch.Tensor, flip_gen: torch.Generator, rank: int = 0,
                world: int = 1) -> torch.Tensor:
-    """Rank ``rank``'s share of a step's global batch of ``batch_size * world`` images, as floats in
-    [-1, 1] with random horizontal flips, on the device ``images`` lives on."""
-    total, mine = batch_size * world, slice(rank * batch_size, (rank + 1) * batch_size)
-    idx = batch_indices(images.shape[0], total, seed, step)[mine]
-    if images.is_cuda:  # a pinned, asynchronous copy: a plain one would wait for the GPU every step
-        idx = idx.pin_memory().to(images.device, non_blocking=True)
-    x = images[idx].float().div_(127.5).sub_(1.0)
-    gen = step_generator(seed, step, images.device, stream=0)
-    flip = (torch.rand(total, generator=gen, device=images.device) < 0.5)[mine]
+    """Rank ``rank``'s share (``indices``, on the device of ``images``) of a step's global batch, as
+    floats in [-1, 1]; ``flip_gen`` flips every image of the global batch with probability 1/2."""
+    b = indices.shape[0]
+    x = images[indices].float().div_(127.5).sub_(1.0)
+    flip = (torch.rand(b * world, generator=flip_gen, device=images.device) < 0.5)[rank * b:(rank + 1) * b]
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)

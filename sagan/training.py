@@ -28,8 +28,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from .augment import diff_augment, parse_policy
 from .checkpoint import STATE_VERSION, atomic_torch_save, export_generator, load_training_state
 from .config import TrainConfig
-from .data import load_images, real_batch, step_generator
+from .data import batch_indices, load_images, real_batch, stream_seed
 from .evaluate import Extractor, now, reference_statistics, score
+from .graphs import GraphedIteration
 from .losses import d_hinge_loss, g_hinge_loss
 from .networks import Discriminator, Generator
 from .sampling import latents
@@ -156,11 +157,40 @@ def ema_decay(cfg: TrainConfig, step: int) -> float:
 
 
 @torch.no_grad()
-def update_ema(g_ema: nn.Module, g: nn.Module, decay: float) -> None:
-    ema_params, params = list(g_ema.parameters()), list(g.parameters())
-    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-    for b_ema, b in zip(g_ema.buffers(), g.buffers()):
-        b_ema.copy_(b)
+def update_ema(g_ema: nn.Module, g: nn.Module, weight: torch.Tensor) -> None:
+    """Move G_ema's weights ``weight`` (1 - decay, a 0-dim tensor) of the way to G's; copy the buffers."""
+    ema_params = list(g_ema.parameters())
+    steps = torch._foreach_sub(list(g.parameters()), ema_params)
+    torch._foreach_mul_(steps, weight)
+    torch._foreach_add_(ema_params, steps)
+    torch._foreach_copy_(list(g_ema.buffers()), list(g.buffers()))
+
+
+class StepInputs:
+    """What changes from one iteration to the next, in storage that stays put between iterations.
+
+    ``load`` fills it for a step from the host; the iteration itself reads only these tensors and
+    generators, so a CUDA graph captured once can replay every later step (see graphs.py).
+    """
+
+    def __init__(self, batch_size: int, device: torch.device):
+        self.indices = torch.zeros(batch_size, dtype=torch.long, device=device)  # this rank's images
+        self.flip_gen, self.z_gen, self.aug_gen = (torch.Generator(device) for _ in range(3))
+        self.ema_weight = torch.zeros((), device=device)  # 1 - EMA decay of this step
+
+    @property
+    def generators(self) -> tuple[torch.Generator, ...]:
+        return self.flip_gen, self.z_gen, self.aug_gen
+
+    def load(self, cfg: TrainConfig, step: int, num_images: int, ranks: Distributed) -> None:
+        b = cfg.batch_size
+        idx = batch_indices(num_images, b * ranks.world, cfg.seed, step)[ranks.rank * b:(ranks.rank + 1) * b]
+        if self.indices.is_cuda:  # a pinned, asynchronous copy: a plain one would wait for the GPU every step
+            idx = idx.pin_memory()
+        self.indices.copy_(idx, non_blocking=True)
+        for stream, gen in zip((0, 1, 2 + ranks.rank), self.generators):
+            gen.manual_seed(stream_seed(cfg.seed, step, stream))
+        self.ema_weight.fill_(1.0 - ema_decay(cfg, step + 1))
 
 
 def train_step(models: Models, G: nn.Module, D: nn.Module, real: torch.Tensor, z: torch.Tensor,
@@ -194,23 +224,39 @@ def train_step(models: Models, G: nn.Module, D: nn.Module, real: torch.Tensor, z
     return d_loss.detach(), g_loss.detach()
 
 
-def iteration(models: Models, G: nn.Module, D: nn.Module, images: torch.Tensor, cfg: TrainConfig,
-              policy: tuple[str, ...], autocast, ranks: Distributed = Distributed()) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw this rank's share of step ``models.step``'s batch and latents, train, update the EMA, advance."""
-    step, device, b = models.step, images.device, cfg.batch_size
-    real = real_batch(images, b, cfg.seed, step, ranks.rank, ranks.world).contiguous(memory_format=torch.channels_last)
-    z_gen = step_generator(cfg.seed, step, device, stream=1)
-    z = torch.randn(b * ranks.world, cfg.model.z_dim, generator=z_gen, device=device)[ranks.rank * b:(ranks.rank + 1) * b]
-    aug_gen = step_generator(cfg.seed, step, device, stream=2 + ranks.rank)
-    losses = train_step(models, G, D, real, z, policy, aug_gen, autocast)
-    update_ema(models.G_ema, models.G, ema_decay(cfg, step + 1))
-    models.step += 1
-    return losses
+class Iteration:
+    """One training iteration on this rank: draw the step's batch and latents, train, update the EMA.
+
+    Calling it loads step ``models.step``'s inputs, runs ``body`` and advances the step. ``body`` is
+    pure device work on fixed storage, the part graphs.py captures.
+    """
+
+    def __init__(self, models: Models, G: nn.Module, D: nn.Module, images: torch.Tensor, cfg: TrainConfig,
+                 policy: tuple[str, ...], autocast, ranks: Distributed = Distributed()):
+        self.models, self.G, self.D, self.images = models, G, D, images
+        self.cfg, self.policy, self.autocast, self.ranks = cfg, policy, autocast, ranks
+        self.inputs = StepInputs(cfg.batch_size, images.device)
+
+    def body(self) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, ranks, inputs, b = self.cfg, self.ranks, self.inputs, self.cfg.batch_size
+        real = real_batch(self.images, inputs.indices, inputs.flip_gen, ranks.rank, ranks.world)
+        z = torch.randn(b * ranks.world, cfg.model.z_dim, generator=inputs.z_gen, device=self.images.device)
+        losses = train_step(self.models, self.G, self.D, real.contiguous(memory_format=torch.channels_last),
+                            z[ranks.rank * b:(ranks.rank + 1) * b], self.policy, inputs.aug_gen, self.autocast)
+        update_ema(self.models.G_ema, self.models.G, inputs.ema_weight)
+        return losses
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.inputs.load(self.cfg, self.models.step, self.images.shape[0], self.ranks)
+        losses = self.body()
+        self.models.step += 1
+        return losses
 
 
-def make_autocast(device: torch.device, precision: str):
+def make_autocast(device: torch.device, precision: str, cache: bool = True):
+    """bf16 autocast, or nothing; CUDA graph capture needs ``cache=False`` (no cached weight casts)."""
     if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
 
 
@@ -311,6 +357,10 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     if cfg.max_images < 0:
         raise TrainingError(f"--max-images must be 0 (all) or a positive count, not {cfg.max_images}.")
     ranks, device = init_distributed(cfg.device)
+    if cfg.cuda_graphs and device.type != "cuda":
+        raise TrainingError("--cuda-graphs needs a CUDA GPU: drop it, or train with --device cuda.")
+    if cfg.cuda_graphs and ranks.world > 1:
+        raise TrainingError("--cuda-graphs runs in a single process: drop it when training with torchrun.")
     if cfg.eval_every > 0 and ranks.main and extractor is None:
         raise TrainingError("--eval-every needs a feature extractor: pass extractor= (train.py loads Inception).")
     precision = resolve_precision(cfg.precision, device)
@@ -329,7 +379,10 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
         G, D = wrap_ddp(G, device, cfg.sync_bn), wrap_ddp(D, device, False)
     elif cfg.sync_bn:
         raise TrainingError("--sync-bn only applies to multi-process runs: start them with torchrun.")
-    autocast = make_autocast(device, precision)
+    iterate = Iteration(models, G, D, images, cfg, policy, make_autocast(device, precision, cache=not cfg.cuda_graphs),
+                        ranks)
+    if cfg.cuda_graphs:
+        iterate = GraphedIteration(iterate)
     run = RunDirectory(cfg, tensorboard=tensorboard) if ranks.main else None
     fixed_z = latents(range(cfg.num_grid), cfg.model.z_dim).to(device)
     validate = validation(cfg, extractor, network) if cfg.eval_every > 0 and ranks.main else None
@@ -344,7 +397,7 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     window_steps, done = 0, models.step >= cfg.steps
     try:
         while not done:
-            loss_sums += torch.stack(iteration(models, G, D, images, cfg, policy, autocast, ranks))
+            loss_sums += torch.stack(iterate())
             window_steps += 1
             bar.update(1)
             done = models.step >= cfg.steps

@@ -113,7 +113,16 @@ def test_batches_walk_each_epoch_once_and_repeat_from_the_seed():
     first_epoch = torch.cat([batch_indices(10, 5, seed=3, step=s) for s in range(2)])
     assert sorted(first_epoch.tolist()) == list(range(10))
     assert torch.equal(batch_indices(10, 4, 3, 7), batch_indices(10, 4, 3, 7))
+
+
+def test_real_batch_scales_flips_and_shares_the_global_batch_between_ranks():
     images = torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)
-    batch = real_batch(images, 6, seed=1, step=2)
+    idx = batch_indices(10, 6, seed=1, step=2)
+    batch = real_batch(images, idx, torch.Generator().manual_seed(5))
     assert batch.shape == (6, 3, 4, 4) and batch.min() >= -1 and batch.max() <= 1
-    assert torch.equal(batch, real_batch(images, 6, seed=1, step=2))
+    assert torch.equal(batch, real_batch(images, idx, torch.Generator().manual_seed(5)))
+    plain = images[idx].float() / 127.5 - 1
+    flipped = [torch.equal(b, p.flip(2)) for b, p in zip(batch, plain)]
+    assert all(f or torch.equal(b, p) for f, b, p in zip(flipped, batch, plain)) and any(flipped)
+    shares = [real_batch(images, idx[r * 3:(r + 1) * 3], torch.Generator().manual_seed(5), r, 2) for r in (0, 1)]
+    assert torch.equal(torch.cat(shares), batch)

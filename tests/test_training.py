@@ -12,7 +12,7 @@ import torch
 from sagan.checkpoint import CheckpointError, export_generator, load_generator, load_training_state
 from sagan.networks import Generator
 from sagan.losses import d_hinge_loss
-from sagan.training import TrainingError, build_models, ema_decay, export_run, iteration, make_autocast, train
+from sagan.training import TrainingError, Iteration, build_models, ema_decay, export_run, make_autocast, train
 from tests.factories import tiny_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ def test_one_step_gives_finite_losses_and_changes_weights(faces_dir):
     before_g = [p.detach().clone() for p in models.G.parameters()]
     before_d = [p.detach().clone() for p in models.D.parameters()]
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
-    d_loss, g_loss = iteration(models, models.G, models.D, images, cfg, (), make_autocast(torch.device("cpu"), "fp32"))
+    d_loss, g_loss = Iteration(models, models.G, models.D, images, cfg, (), make_autocast(torch.device("cpu"), "fp32"))()
     assert torch.isfinite(d_loss) and torch.isfinite(g_loss) and models.step == 1
     assert any(not torch.equal(a, b) for a, b in zip(before_g, models.G.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(before_d, models.D.parameters()))
@@ -143,6 +143,13 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert "no images" in result.stderr
     missing = _cli("--out", str(tmp_path / "nothing"), "--export", str(tmp_path / "g.safetensors"))
     assert missing.returncode == 2 and "no checkpoint" in missing.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where there is no GPU")
+def test_cuda_graphs_without_a_gpu_is_one_clear_line(tmp_path, faces_dir):
+    result = _cli("--data", str(faces_dir), "--out", str(tmp_path / "run"), "--device", "cpu", "--cuda-graphs")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--cuda-graphs needs a CUDA GPU" in result.stderr
 
 
 def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path, faces_dir):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sagan.checkpoint import load_training_state
-from sagan.training import build_models, iteration, make_autocast, train
+from sagan.training import Iteration, build_models, make_autocast, train
 from tests.factories import tiny_train_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -18,11 +18,12 @@ def test_training_iterations_never_wait_for_the_gpu(faces_dir):
     models = build_models(cfg, device)
     images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, device=device)
     policy, autocast = ("color", "translation", "cutout"), make_autocast(device, "bf16")
-    iteration(models, models.G, models.D, images, cfg, policy, autocast)  # warm-up: allocations, cuDNN plans
+    iterate = Iteration(models, models.G, models.D, images, cfg, policy, autocast)
+    iterate()  # warm-up: allocations, cuDNN plans
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")  # any synchronising call below raises
     try:
-        losses = [torch.stack(iteration(models, models.G, models.D, images, cfg, policy, autocast))
+        losses = [torch.stack(iterate())
                   for _ in range(3)]
     finally:
         torch.cuda.set_sync_debug_mode("default")

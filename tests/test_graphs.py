@@ -1,0 +1,70 @@
+"""CUDA graph training (sagan/graphs.py): replays draw eager's random numbers and train like eager steps.
+
+These run only where a CUDA GPU is present (the lent GPU machine); CPU runs skip them.
+"""
+import json
+import warnings
+
+import pytest
+import torch
+
+from sagan.checkpoint import load_training_state
+from sagan.training import train
+from tests.factories import tiny_train_config
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_a_registered_generator_replays_the_numbers_of_its_new_seed():
+    gen = torch.Generator("cuda")
+    graph = torch.cuda.CUDAGraph()
+    graph.register_generator_state(gen)
+    gen.manual_seed(1)
+    torch.rand(8, generator=gen, device="cuda")  # warm-up outside the graph
+    with torch.cuda.graph(graph):
+        drawn = torch.randn(1000, generator=gen, device="cuda") + torch.rand(7, 1, generator=gen, device="cuda")
+    for seed in (5, 123456789):
+        gen.manual_seed(seed)
+        graph.replay()
+        eager = torch.Generator("cuda").manual_seed(seed)
+        expected = torch.randn(1000, generator=eager, device="cuda") + torch.rand(7, 1, generator=eager, device="cuda")
+        assert torch.equal(drawn, expected)
+
+
+def _assert_same_training(a, b, atol):
+    for name in ("G", "D", "G_ema"):
+        sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        for k in sa:
+            if k.endswith(("._u", "._v")):  # unit power-iteration vectors: they follow W's noise, compare directions
+                assert torch.dot(sa[k], sb[k]).abs() > 0.99, f"{name}.{k}"
+            else:  # cuDNN and atomics are not bitwise deterministic: equal up to a few Adam steps of noise
+                torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=atol, msg=f"{name}.{k}")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_graphed_training_matches_eager_training(tmp_path, faces_dir, precision):
+    kw = dict(device="cuda", precision=precision, diffaugment="color,translation,cutout", steps=8, log_every=4,
+              ckpt_every=4)
+    eager = train(tiny_train_config(faces_dir, tmp_path / "eager", **kw), progress=False, tensorboard=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        graphed = train(tiny_train_config(faces_dir, tmp_path / "graphed", cuda_graphs=True, **kw),
+                        progress=False, tensorboard=False)
+    assert not [w for w in caught if "CUDA graph capture failed" in str(w.message)]
+    assert graphed.step == eager.step == 8  # 3 eager warm-up steps, a capture, then replays
+    _assert_same_training(eager, graphed, atol=2e-3)
+    losses = [[(e["step"], e["loss/d"], e["loss/g"]) for e in map(json.loads, (tmp_path / run / "log.jsonl").open())
+               if "loss/d" in e] for run in ("eager", "graphed")]
+    assert [s for s, _, _ in losses[1]] == [s for s, _, _ in losses[0]] == [4, 8]
+    torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=0, atol=2e-2)
+
+
+def test_graphed_run_resumes_like_an_uninterrupted_one(tmp_path, faces_dir):
+    kw = dict(device="cuda", precision="bf16", diffaugment="translation,cutout", cuda_graphs=True, ckpt_every=4)
+    straight = train(tiny_train_config(faces_dir, tmp_path / "a", steps=10, **kw), progress=False, tensorboard=False)
+    train(tiny_train_config(faces_dir, tmp_path / "b", steps=5, **kw), progress=False, tensorboard=False)
+    state = load_training_state(tmp_path / "b" / "checkpoints" / "latest.pt")
+    resumed = train(tiny_train_config(faces_dir, tmp_path / "b", steps=10, **kw), resume_state=state,
+                    progress=False, tensorboard=False)
+    assert resumed.step == straight.step == 10
+    _assert_same_training(straight, resumed, atol=2e-3)
