@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One prepared GPU session, run unattended within a fixed budget: the CUDA tests, the training and
-# sampling speed benchmarks, then a time-limited training run on the rest of the budget.
+# One prepared GPU session, run unattended within a fixed budget: the CUDA tests, the training speed
+# benchmarks (eager, CUDA graphs, graphs with torch.compile), then a time-limited training run on
+# the rest of the budget.
 # The README's CUDA numbers come from this script.
 #
 #   bash bench/cuda_session.sh FACES.zip OUT_DIR [SECONDS]
@@ -12,27 +13,35 @@ data=$1 out=$2 budget=${3:-540} device=${DEVICE:-cuda}  # DEVICE=cpu: a dry run 
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 run_dir=/tmp/sagan-run
+rm -rf "$run_dir"  # a fresh run, not one left by an earlier call
 
-step() {  # step LIMIT_SECONDS COMMAND...: run with a hard limit, report the exit status, go on
-  local limit=$1; shift
+step() {  # step LIMIT_SECONDS COMMAND...: run with a hard limit, report and return the exit status
+  local limit=$1 rc; shift
   echo "== [$((SECONDS))s] $* (limit ${limit}s)"
-  timeout -k 10 "$limit" "$@"
-  echo "== exit $? after ${SECONDS}s"
+  timeout -k 10 "$limit" "$@"; rc=$?
+  echo "== exit $rc after ${SECONDS}s"
+  return $rc
 }
 
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   python3 -c "import torch, os; print('torch', torch.__version__, torch.cuda.get_device_name(), os.cpu_count(), 'cpus')"
-  step 120 python3 -m pytest -q tests/test_training_cuda.py
-  step 120 python3 bench/train_speed.py --device "$device" --steps 20 --rounds 3 --warmup 5
-  step 60 python3 bench/train_speed.py --device "$device" --presets sagan --batch-size 256 --steps 10 --rounds 3 --warmup 3
-  step 200 python3 bench/train_speed.py --device "$device" --presets sagan --compile --steps 20 --rounds 3 --warmup 5
-  step 60 python3 bench/sample_speed.py --device "$device" --batch-size 256 --batches 20
+  step 240 python3 -m pytest -q -p no:cacheprovider tests/test_graphs.py tests/test_training_cuda.py
+  graphs_ok=$?
+  speed="python3 bench/train_speed.py --device $device --steps 20 --rounds 3 --warmup 5"
+  step 90 $speed --presets sagan,seed,dcgan
+  if [ "$device" = cuda ]; then
+    step 90 $speed --presets sagan,seed,dcgan --cuda-graphs
+    step 60 $speed --presets sagan --cuda-graphs --batch-size 256 --steps 10
+    step 200 $speed --presets sagan --cuda-graphs --compile
+  fi
+  # Train with CUDA graphs only where the tests showed they train like eager steps.
+  graphs_flag=$([ "$device" = cuda ] && [ "$graphs_ok" = 0 ] && echo --cuda-graphs)
   # The rest of the budget trains, keeping 75 s for start-up, the last checkpoint and the exports.
   minutes=$(python3 -c "print(max(0.5, ($budget - $SECONDS - 75) / 60))")
   step $((budget - SECONDS)) python3 train.py --data "$data" --out "$run_dir" --batch-size 256 \
     --steps 1000000 --max-minutes "$minutes" --log-every 100 --sample-every 1000 --ckpt-every 2000 \
-    --keep-ckpts 0 --device "$device" --cache-dir /tmp/sagan-cache --no-progress \
+    --keep-ckpts 0 --device "$device" --cache-dir /tmp/sagan-cache --no-progress $graphs_flag \
     --export "$out/g_ema-final.safetensors" --export-dtype fp16
   for ckpt in $(ls "$run_dir"/checkpoints/step-*.pt 2>/dev/null | sort | tail -n 3); do
     name=$(basename "$ckpt" .pt)

@@ -6,6 +6,7 @@ the default preset.
 
     python bench/train_speed.py                       # CPU, all presets
     python bench/train_speed.py --device cuda --presets sagan
+    python bench/train_speed.py --device cuda --presets sagan --cuda-graphs
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import ReferenceTrainer  # noqa: E402
 from sagan.augment import parse_policy  # noqa: E402
 from sagan.config import TrainConfig, preset  # noqa: E402
+from sagan.graphs import GraphedIteration  # noqa: E402
 from sagan.training import (Iteration, build_models, make_autocast, maybe_compile,  # noqa: E402
                             resolve_device, resolve_precision)
 
@@ -52,16 +54,17 @@ def bench_preset(name: str, args, device) -> tuple[float, float]:
     models = build_models(cfg, device)
     G, D = maybe_compile(models.G, cfg.compile), maybe_compile(models.D, cfg.compile)
     iterate = Iteration(models, G, D, images, cfg, parse_policy(cfg.diffaugment),
-                        make_autocast(device, resolve_precision(cfg.precision, device)))
-
-    def ours():
-        return iterate()
+                        make_autocast(device, resolve_precision(cfg.precision, device), cache=not args.cuda_graphs))
+    ours = GraphedIteration(iterate) if args.cuda_graphs else iterate
 
     def reference():
         return ref.step(ref_real)
 
-    for fn in (reference, ours):  # warm-up: allocator, oneDNN primitive caches, compilation
-        time_steps(fn, args.warmup, device)
+    # Warm-up: allocator, cuDNN/oneDNN plans, compilation, and the graph's eager steps and capture.
+    time_steps(reference, args.warmup, device)
+    time_steps(ours, args.warmup + (ours.warmup + 1 if args.cuda_graphs else 0), device)
+    if args.cuda_graphs and ours.graph is None:
+        print(f"{name}: CUDA graph capture failed, the project's steps below ran eagerly", flush=True)
     t_ref = t_ours = 0.0
     for _ in range(args.rounds):
         t_ref += time_steps(reference, args.steps, device)
@@ -78,14 +81,18 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"), help="the project's precision")
     p.add_argument("--compile", action="store_true", help="torch.compile the project's G and D")
+    p.add_argument("--cuda-graphs", action="store_true", help="replay the project's steps as a CUDA graph")
     p.add_argument("--steps", type=int, default=5, help="steps per timed round")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds per side")
     p.add_argument("--warmup", type=int, default=3)
     args = p.parse_args()
     device = resolve_device(args.device)
+    if args.cuda_graphs and device.type != "cuda":
+        p.error("--cuda-graphs needs a CUDA GPU (--device cuda)")
     presets = [s.strip() for s in args.presets.split(",") if s.strip()]
     print(f"device {device}, project precision {resolve_precision(args.precision, device)}, "
-          f"batch {args.batch_size}, {args.rounds}x{args.steps} timed steps per side, torch {torch.__version__}, "
+          f"batch {args.batch_size}{', compiled' if args.compile else ''}{', CUDA graphs' if args.cuda_graphs else ''}, "
+          f"{args.rounds}x{args.steps} timed steps per side, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     results = {}
     for name in presets:
