@@ -63,6 +63,15 @@ def wait_until_up(proc: subprocess.Popen, url: str, deadline: float) -> None:
             time.sleep(0.3)
 
 
+def stop_app(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def make_requests(rng: random.Random, count: int, image_size: int) -> list[tuple[str, tuple]]:
     """``count`` mixed (api_name, args) requests; grids and walks stay small to bound the run."""
     out = []
@@ -197,12 +206,7 @@ def run(args) -> int:
     finally:
         stop.set()
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_app(proc)
         work.cleanup()
 
 

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,9 @@ from sagan.networks import Generator
 from tests.factories import write_faces
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from load_app import free_port, stop_app, wait_until_up  # noqa: E402  (the load test starts the app the same way)
+
 TINY_GAMMAS = (0.5, 1.5)
 
 
@@ -40,16 +41,10 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def app_url(tiny_checkpoint, tmp_path_factory):
     """URL of ``python app.py`` serving the tiny checkpoint, address and checkpoint given by env vars."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("server") / "app.log"
     env = dict(os.environ, SAGAN_CHECKPOINT=str(tiny_checkpoint), GRADIO_SERVER_NAME="127.0.0.1",
                GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
@@ -59,26 +54,14 @@ def app_url(tiny_checkpoint, tmp_path_factory):
         proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                urllib.request.urlopen(url, timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"app.py did not answer on {url} within 120 s:\n{log.read_text()}")
-                time.sleep(0.5)
+        try:
+            wait_until_up(proc, url, time.monotonic() + 120)
+        except (RuntimeError, TimeoutError) as e:
+            pytest.fail(f"{e}:\n{log.read_text()}")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_app(proc)
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
-"""Tiny model configs and image folders made on the fly: tests never read ../shared."""
+"""Tiny model configs and image folders made on the fly (tests never read ../shared), and a
+comparison of two trained models."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 from PIL import Image
 
 from sagan.config import ModelConfig, TrainConfig
@@ -31,3 +33,14 @@ def write_faces(folder, count: int = 12, size: int = 40, seed: int = 0) -> list:
         Image.fromarray(pixels).save(path, quality=95)
         paths.append(path)
     return paths
+
+
+def assert_trained_alike(a, b, atol: float) -> None:
+    """G, D and G_ema of two ``training.Models`` agree up to GPU non-determinism."""
+    for name in ("G", "D", "G_ema"):
+        sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        for k in sa:
+            if k.endswith(("._u", "._v")):  # unit power-iteration vectors: they follow W's noise, compare directions
+                assert torch.dot(sa[k], sb[k]).abs() > 0.99, f"{name}.{k}"
+            else:  # cuDNN and atomics are not bitwise deterministic: equal up to a few Adam steps of noise
+                torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=atol, msg=f"{name}.{k}")

@@ -10,7 +10,7 @@ import torch
 
 from sagan.checkpoint import load_training_state
 from sagan.training import train
-from tests.factories import tiny_train_config
+from tests.factories import assert_trained_alike, tiny_train_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -31,16 +31,6 @@ def test_a_registered_generator_replays_the_numbers_of_its_new_seed():
         assert torch.equal(drawn, expected)
 
 
-def _assert_same_training(a, b, atol):
-    for name in ("G", "D", "G_ema"):
-        sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
-        for k in sa:
-            if k.endswith(("._u", "._v")):  # unit power-iteration vectors: they follow W's noise, compare directions
-                assert torch.dot(sa[k], sb[k]).abs() > 0.99, f"{name}.{k}"
-            else:  # cuDNN and atomics are not bitwise deterministic: equal up to a few Adam steps of noise
-                torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=atol, msg=f"{name}.{k}")
-
-
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_graphed_training_matches_eager_training(tmp_path, faces_dir, precision):
     kw = dict(device="cuda", precision=precision, diffaugment="color,translation,cutout", steps=8, log_every=4,
@@ -52,7 +42,7 @@ def test_graphed_training_matches_eager_training(tmp_path, faces_dir, precision)
                         progress=False, tensorboard=False)
     assert not [w for w in caught if "CUDA graph capture failed" in str(w.message)]
     assert graphed.step == eager.step == 8  # 3 eager warm-up steps, a capture, then replays
-    _assert_same_training(eager, graphed, atol=2e-3)
+    assert_trained_alike(eager, graphed, atol=2e-3)
     losses = [[(e["step"], e["loss/d"], e["loss/g"]) for e in map(json.loads, (tmp_path / run / "log.jsonl").open())
                if "loss/d" in e] for run in ("eager", "graphed")]
     assert [s for s, _, _ in losses[1]] == [s for s, _, _ in losses[0]] == [4, 8]
@@ -67,4 +57,4 @@ def test_graphed_run_resumes_like_an_uninterrupted_one(tmp_path, faces_dir):
     resumed = train(tiny_train_config(faces_dir, tmp_path / "b", steps=10, **kw), resume_state=state,
                     progress=False, tensorboard=False)
     assert resumed.step == straight.step == 10
-    _assert_same_training(straight, resumed, atol=2e-3)
+    assert_trained_alike(straight, resumed, atol=2e-3)
