@@ -358,9 +358,11 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
         raise TrainingError(f"--max-images must be 0 (all) or a positive count, not {cfg.max_images}.")
     ranks, device = init_distributed(cfg.device)
     if cfg.cuda_graphs and device.type != "cuda":
-        raise TrainingError("--cuda-graphs needs a CUDA GPU: drop it, or train with --device cuda.")
+        raise TrainingError("--cuda-graphs (given, or kept by a resumed run) needs a CUDA GPU: train with "
+                            "--device cuda, or add --no-cuda-graphs.")
     if cfg.cuda_graphs and ranks.world > 1:
-        raise TrainingError("--cuda-graphs runs in a single process: drop it when training with torchrun.")
+        raise TrainingError("--cuda-graphs (given, or kept by a resumed run) works in a single process only: "
+                            "add --no-cuda-graphs under torchrun.")
     if cfg.eval_every > 0 and ranks.main and extractor is None:
         raise TrainingError("--eval-every needs a feature extractor: pass extractor= (train.py loads Inception).")
     precision = resolve_precision(cfg.precision, device)

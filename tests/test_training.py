@@ -149,7 +149,8 @@ def test_cli_errors_are_one_clear_line(tmp_path):
 def test_cuda_graphs_without_a_gpu_is_one_clear_line(tmp_path, faces_dir):
     result = _cli("--data", str(faces_dir), "--out", str(tmp_path / "run"), "--device", "cpu", "--cuda-graphs")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "--cuda-graphs needs a CUDA GPU" in result.stderr
+    assert "--cuda-graphs (given, or kept by a resumed run) needs a CUDA GPU" in result.stderr
+    assert "--no-cuda-graphs" in result.stderr
 
 
 def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path, faces_dir):
