@@ -1,4 +1,4 @@
-"""The training loop: hinge loss, TTUR Adam, an EMA generator, run directory and checkpoints.
+"""The training loop: hinge loss, TTUR Adam, an EMA generator, checkpoints and validation.
 
 One iteration makes one batch of fakes, updates D on real and fake in a single forward pass,
 then updates G through the updated D on the same fakes (D's weight gradients switched off).
@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +24,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .augment import diff_augment, parse_policy
-from .checkpoint import STATE_VERSION, atomic_torch_save, export_generator, load_training_state
+from .checkpoint import STATE_VERSION, export_generator, load_training_state
 from .config import TrainConfig
 from .data import batch_indices, load_images, real_batch, stream_seed
+from .distributed import Distributed, init_distributed, out_of_time, sync_buffers, wrap_ddp
 from .evaluate import Extractor, now, reference_statistics, score
 from .graphs import GraphedIteration
 from .losses import d_hinge_loss, g_hinge_loss
 from .networks import Discriminator, Generator
+from .rundir import RunDirectory
 from .sampling import latents
 
 
@@ -58,48 +58,6 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name not in ("bf16", "fp32"):
         raise TrainingError(f"unknown precision {name!r}: choose auto, bf16 or fp32.")
     return name
-
-
-@dataclass
-class Distributed:
-    rank: int = 0         # this process's rank
-    world: int = 1        # number of processes
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_name: str) -> tuple[Distributed, torch.device]:
-    """The process group torchrun describes in the environment (none for a single process)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(device_name)
-    if world == 1:
-        return Distributed(), device
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Distributed(rank, world), device
-
-
-def wrap_ddp(model: nn.Module, device: torch.device, sync_bn: bool) -> nn.Module:
-    if sync_bn:
-        if device.type != "cuda":
-            raise TrainingError("--sync-bn needs CUDA GPUs: SyncBatchNorm has no CPU implementation.")
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    # DDP's default broadcasts rank 0's buffers (BatchNorm statistics, spectral-norm vectors) at
-    # every forward, so the ranks' buffers drift apart by one local update at most.
-    return DDP(model, device_ids=[device] if device.type == "cuda" else None)
-
-
-def sync_buffers(models: Models) -> None:
-    """Give every rank rank 0's buffers, so what rank 0 saves is what every rank holds."""
-    for module in (models.G, models.D, models.G_ema):
-        for buffer in module.buffers():
-            dist.broadcast(buffer, src=0)
 
 
 @dataclass
@@ -268,70 +226,6 @@ def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
     return torch.compile(model)
 
 
-class RunDirectory:
-    """config.json, log.jsonl, samples/, checkpoints/ and TensorBoard events of one run."""
-
-    def __init__(self, cfg: TrainConfig, tensorboard: bool = True):
-        self.root = Path(cfg.out)
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "config.json").write_text(cfg.to_json())
-        self.ckpt_dir = self.root / "checkpoints"
-        for partial in self.ckpt_dir.glob(".*.tmp*"):  # left by a run killed mid-write
-            partial.unlink()
-        self.keep = cfg.keep_ckpts
-        self.writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(self.root / "tensorboard"))
-
-    def log(self, step: int, scalars: dict) -> None:
-        with open(self.root / "log.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, **scalars}) + "\n")
-        if self.writer:
-            for k, v in scalars.items():
-                self.writer.add_scalar(k, v, step)
-
-    def save_grid(self, step: int, images: torch.Tensor) -> Path:
-        from torchvision.utils import make_grid, save_image
-        grid = make_grid(images.float(), nrow=int(math.sqrt(images.shape[0])) or 1,
-                         normalize=True, value_range=(-1, 1), padding=2)
-        path = self.root / "samples" / f"step-{step:07d}.png"
-        path.parent.mkdir(exist_ok=True)
-        save_image(grid, path)
-        if self.writer:
-            self.writer.add_image("samples", grid, step)
-        return path
-
-    def record_metrics(self, entry: dict) -> None:
-        with open(self.root / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(entry) + "\n")
-
-    def save_best(self, state: dict) -> None:
-        atomic_torch_save(state, self.ckpt_dir / "best.pt")
-
-    def save_checkpoint(self, state: dict, periodic: bool) -> None:
-        latest = self.ckpt_dir / "latest.pt"
-        if not periodic:
-            atomic_torch_save(state, latest)
-            return
-        path = self.ckpt_dir / f"step-{state['step']:07d}.pt"
-        atomic_torch_save(state, path)
-        # latest.pt becomes a second name for the same bytes (written once), swapped in atomically.
-        tmp = latest.with_name(f".latest.pt.tmp{os.getpid()}")
-        try:
-            os.link(path, tmp)
-            os.replace(tmp, latest)
-        except OSError:  # a file system without hard links
-            atomic_torch_save(state, latest)
-        old = sorted(self.ckpt_dir.glob("step-*.pt"))[:-self.keep] if self.keep > 0 else []
-        for stale in old:
-            stale.unlink()
-
-    def close(self) -> None:
-        if self.writer:
-            self.writer.close()
-
-
 def validation(cfg: TrainConfig, extractor: Extractor, network: str) -> Callable[[nn.Module, int], dict]:
     """(g, step) -> metrics.jsonl entry with validation FID and KID against the holdout split, whose
     statistics are computed (or read from the cache) once."""
@@ -356,7 +250,11 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
         raise TrainingError("--eval-every measures FID on the validation split: add --holdout N (e.g. 2000).")
     if cfg.max_images < 0:
         raise TrainingError(f"--max-images must be 0 (all) or a positive count, not {cfg.max_images}.")
-    ranks, device = init_distributed(cfg.device)
+    ranks, device = init_distributed(resolve_device(cfg.device))
+    if cfg.sync_bn and ranks.world == 1:
+        raise TrainingError("--sync-bn only applies to multi-process runs: start them with torchrun.")
+    if cfg.sync_bn and device.type != "cuda":
+        raise TrainingError("--sync-bn needs CUDA GPUs: SyncBatchNorm has no CPU implementation.")
     if cfg.cuda_graphs and device.type != "cuda":
         raise TrainingError("--cuda-graphs (given, or kept by a resumed run) needs a CUDA GPU: train with "
                             "--device cuda, or add --no-cuda-graphs.")
@@ -379,8 +277,6 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     G, D = maybe_compile(models.G, cfg.compile), maybe_compile(models.D, cfg.compile)
     if ranks.world > 1:
         G, D = wrap_ddp(G, device, cfg.sync_bn), wrap_ddp(D, device, False)
-    elif cfg.sync_bn:
-        raise TrainingError("--sync-bn only applies to multi-process runs: start them with torchrun.")
     iterate = Iteration(models, G, D, images, cfg, policy, make_autocast(device, precision, cache=not cfg.cuda_graphs),
                         ranks)
     if cfg.cuda_graphs:
@@ -406,7 +302,7 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
             # Checkpoint steps are log steps too, so a non-finite loss is caught before it is saved.
             if models.step % cfg.log_every == 0 or models.step % cfg.ckpt_every == 0 or done:
                 if cfg.max_minutes > 0 and not done:
-                    done = _out_of_time(started, cfg.max_minutes, ranks, device)
+                    done = out_of_time(started, cfg.max_minutes, ranks, device)
                 if ranks.world > 1:
                     dist.all_reduce(loss_sums)
                 d_mean, g_mean = (loss_sums / (window_steps * ranks.world)).tolist()
@@ -422,7 +318,7 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
                 loss_sums.zero_()
                 window_start, window_steps = time.perf_counter(), 0
             if ranks.world > 1 and (models.step % cfg.ckpt_every == 0 or done):
-                sync_buffers(models)
+                sync_buffers(models.G, models.D, models.G_ema)
             if run and (models.step % cfg.sample_every == 0 or done):
                 with torch.inference_mode():
                     run.save_grid(models.step, models.G_ema(fixed_z))
@@ -445,16 +341,6 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     if ranks.world > 1:
         dist.barrier()  # no rank leaves while rank 0 still writes
     return models
-
-
-def _out_of_time(started: float, minutes: float, ranks: Distributed, device: torch.device) -> bool:
-    """Whether ``minutes`` have passed since ``started``, as rank 0's clock says (all ranks agree)."""
-    late = time.perf_counter() - started >= minutes * 60
-    if ranks.world == 1:
-        return late
-    flag = torch.tensor([float(late)], device=device)
-    dist.broadcast(flag, src=0)
-    return bool(flag.item())
 
 
 def _gammas(g: nn.Module) -> float:

@@ -145,6 +145,12 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert missing.returncode == 2 and "no checkpoint" in missing.stderr
 
 
+def test_sync_bn_in_a_single_process_is_refused(tmp_path, faces_dir):
+    with pytest.raises(TrainingError, match="--sync-bn only applies to multi-process runs"):
+        _run(faces_dir, tmp_path / "run", sync_bn=True)
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where there is no GPU")
 def test_cuda_graphs_without_a_gpu_is_one_clear_line(tmp_path, faces_dir):
     result = _cli("--data", str(faces_dir), "--out", str(tmp_path / "run"), "--device", "cpu", "--cuda-graphs")

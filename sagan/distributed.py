@@ -1,0 +1,66 @@
+"""torchrun support: the process group, DistributedDataParallel wrapping, and what the ranks agree on.
+
+Each process trains on its share of every global batch; gradients are all-reduced by DDP, and
+rank 0 alone logs, samples and writes checkpoints, so the ranks' buffers and clocks are made to
+agree with rank 0's where that matters.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+
+@dataclass
+class Distributed:
+    rank: int = 0         # this process's rank
+    world: int = 1        # number of processes
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
+    """The process group torchrun describes in the environment (none for a single process), and
+    this process's device (its own GPU under torchrun)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Distributed(), device
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(rank, world), device
+
+
+def wrap_ddp(model: nn.Module, device: torch.device, sync_bn: bool) -> nn.Module:
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # DDP's default broadcasts rank 0's buffers (BatchNorm statistics, spectral-norm vectors) at
+    # every forward, so the ranks' buffers drift apart by one local update at most.
+    return DDP(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def sync_buffers(*modules: nn.Module) -> None:
+    """Give every rank rank 0's buffers, so what rank 0 saves is what every rank holds."""
+    for module in modules:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def out_of_time(started: float, minutes: float, ranks: Distributed, device: torch.device) -> bool:
+    """Whether ``minutes`` have passed since ``started``, as rank 0's clock says (all ranks agree)."""
+    late = time.perf_counter() - started >= minutes * 60
+    if ranks.world == 1:
+        return late
+    flag = torch.tensor([float(late)], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
