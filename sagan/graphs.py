@@ -26,9 +26,6 @@ class GraphedIteration:
         self.iterate, self.warmup = iterate, warmup
         self.calls, self.graph, self.losses = 0, None, None
         self.eager = False  # set when capture failed
-        for opt in (iterate.models.opt_g, iterate.models.opt_d):
-            for group in opt.param_groups:
-                group["capturable"] = True  # the optimizer state must live on the GPU to be captured
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
         it = self.iterate
@@ -60,13 +57,24 @@ class GraphedIteration:
         graph = torch.cuda.CUDAGraph()
         for gen in self.iterate.inputs.generators:
             graph.register_generator_state(gen)
+        # Adam refuses capture unless told it is capturable (and warns if so told but run eagerly).
+        set_capturable(self.iterate.models, True)
         try:
             with torch.cuda.graph(graph):
                 losses = self.iterate.body()
         except Exception as error:  # noqa: BLE001 - any capture failure falls back to eager training
             warnings.warn(f"CUDA graph capture failed ({type(error).__name__}: {error}); "
                           "training goes on without CUDA graphs.", stacklevel=3)
+            set_capturable(self.iterate.models, False)
             self.eager = True
             return False
         self.graph, self.losses = graph, losses
         return True
+
+
+def set_capturable(models, capturable: bool) -> None:
+    """Mark both optimizers capturable by a CUDA graph, or not. The flag travels in a saved training
+    state, and training.restore clears it."""
+    for opt in (models.opt_g, models.opt_d):
+        for group in opt.param_groups:
+            group["capturable"] = capturable

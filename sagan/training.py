@@ -29,7 +29,7 @@ from .config import TrainConfig
 from .data import batch_indices, load_images, real_batch, stream_seed
 from .distributed import Distributed, init_distributed, out_of_time, sync_buffers, wrap_ddp
 from .evaluate import Extractor, now, reference_statistics, score
-from .graphs import GraphedIteration
+from .graphs import GraphedIteration, set_capturable
 from .losses import d_hinge_loss, g_hinge_loss
 from .networks import Discriminator, Generator
 from .rundir import RunDirectory
@@ -95,6 +95,7 @@ def training_state(models: Models, cfg: TrainConfig) -> dict:
 def restore(models: Models, state: dict) -> None:
     for name in ("G", "D", "G_ema", "opt_g", "opt_d"):
         getattr(models, name).load_state_dict(state[name])
+    set_capturable(models, False)  # a graphed run saves capturable=True; its graph sets it again when captured
     models.step = int(state["step"])
     models.best_fid = float(state.get("best_fid", math.inf))
     torch.set_rng_state(state["rng"]["torch"])

@@ -40,7 +40,8 @@ def test_graphed_training_matches_eager_training(tmp_path, faces_dir, precision)
         warnings.simplefilter("always")
         graphed = train(tiny_train_config(faces_dir, tmp_path / "graphed", cuda_graphs=True, **kw),
                         progress=False, tensorboard=False)
-    assert not [w for w in caught if "CUDA graph capture failed" in str(w.message)]
+    # Neither a failed capture nor Adam's warning that a capturable instance runs eagerly.
+    assert not [w for w in caught if "CUDA graph capture failed" in str(w.message) or "capturable" in str(w.message)]
     assert graphed.step == eager.step == 8  # 3 eager warm-up steps, a capture, then replays
     assert_trained_alike(eager, graphed, atol=2e-3)
     losses = [[(e["step"], e["loss/d"], e["loss/g"]) for e in map(json.loads, (tmp_path / run / "log.jsonl").open())

@@ -12,7 +12,9 @@ import torch
 from sagan.checkpoint import CheckpointError, export_generator, load_generator, load_training_state
 from sagan.networks import Generator
 from sagan.losses import d_hinge_loss
-from sagan.training import TrainingError, Iteration, build_models, ema_decay, export_run, make_autocast, train
+from sagan.graphs import set_capturable
+from sagan.training import (TrainingError, Iteration, build_models, ema_decay, export_run, make_autocast, restore,
+                            train, training_state)
 from tests.factories import tiny_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +63,17 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, faces_dir):
     for name in ("G", "D", "G_ema"):
         a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_restoring_a_cuda_graph_runs_state_clears_the_capturable_flag():
+    cfg = tiny_train_config("", "")
+    graphed = build_models(cfg, torch.device("cpu"))
+    set_capturable(graphed, True)
+    state = training_state(graphed, cfg)
+    assert all(g["capturable"] for g in state["opt_g"]["param_groups"] + state["opt_d"]["param_groups"])
+    models = build_models(cfg, torch.device("cpu"))
+    restore(models, state)
+    assert not any(g["capturable"] for opt in (models.opt_g, models.opt_d) for g in opt.param_groups)
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, faces_dir):
