@@ -30,6 +30,7 @@ step() {  # step LIMIT_SECONDS COMMAND...: run with a hard limit, report and ret
   graphs_ok=$?
   speed="python3 bench/train_speed.py --device $device --steps 20 --rounds 3 --warmup 5"
   step 90 $speed --presets sagan,seed,dcgan
+  step 60 $speed --presets sagan --steps 5 --rounds 1 --profile  # where an eager step's host time goes
   if [ "$device" = cuda ]; then
     step 90 $speed --presets sagan,seed,dcgan --cuda-graphs
     step 60 $speed --presets sagan --cuda-graphs --batch-size 256 --steps 10

@@ -70,7 +70,20 @@ def bench_preset(name: str, args, device) -> tuple[float, float]:
         t_ref += time_steps(reference, args.steps, device)
         t_ours += time_steps(ours, args.steps, device)
     n = args.rounds * args.steps * args.batch_size
+    if args.profile:
+        for label, fn in (("reference", reference), ("project", ours)):
+            print_profile(f"{name} {label}", fn, args.steps, device)
     return n / t_ref, n / t_ours
+
+
+def print_profile(title: str, step_fn, steps: int, device) -> None:
+    """Where the host's time goes in ``steps`` steps: the operators taking the most of it."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        time_steps(step_fn, steps, device)
+    print(f"--- {title}: {steps} steps, operators by their own host time")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 def main() -> None:
@@ -85,6 +98,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5, help="steps per timed round")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds per side")
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--profile", action="store_true", help="after timing, print a profile of each side's steps")
     args = p.parse_args()
     device = resolve_device(args.device)
     if args.cuda_graphs and device.type != "cuda":
