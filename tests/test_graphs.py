@@ -8,8 +8,10 @@ import warnings
 import pytest
 import torch
 
+from sagan.augment import parse_policy
 from sagan.checkpoint import load_training_state
-from sagan.training import train
+from sagan.graphs import GraphedIteration
+from sagan.training import Iteration, build_models, make_autocast, restore, train, training_state
 from tests.factories import assert_trained_alike, tiny_train_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -32,6 +34,36 @@ def test_a_registered_generator_replays_the_numbers_of_its_new_seed():
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_replayed_step_equals_an_eager_step_from_the_same_state(precision):
+    device = torch.device("cuda")
+    cfg = tiny_train_config("", "unused", device="cuda", precision=precision, diffaugment="color,translation,cutout")
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, device=device)
+
+    def iteration(models):
+        return Iteration(models, models.G, models.D, images, cfg, parse_policy(cfg.diffaugment),
+                         make_autocast(device, precision, cache=False))
+
+    graphed_models = build_models(cfg, device)
+    graphed = GraphedIteration(iteration(graphed_models))
+    for _ in range(graphed.warmup + 2):  # eager warm-up steps, the capture, a replay
+        graphed()
+    assert graphed.graph is not None and graphed_models.step == graphed.warmup + 2
+    eager_models = build_models(cfg, device)
+    restore(eager_models, training_state(graphed_models, cfg))
+    before = [p.detach().clone() for p in graphed_models.D.parameters()]
+    graph_losses, eager_losses = torch.stack(graphed()), torch.stack(iteration(eager_models)())
+    assert graphed_models.step == eager_models.step
+    assert any(not torch.equal(a, b) for a, b in zip(before, graphed_models.D.parameters()))  # the replay trained
+    torch.testing.assert_close(graph_losses, eager_losses, rtol=0, atol=1e-4)
+    # One Adam step moves a weight by up to the learning rate (1e-4 for G, 4e-4 for D): a replay
+    # with another step's batch, latents or augmentation would miss by that much, not by 2e-5.
+    for name in ("G", "D", "G_ema"):
+        a, b = getattr(graphed_models, name).state_dict(), getattr(eager_models, name).state_dict()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=2e-5, msg=f"{name}.{k}")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_graphed_training_matches_eager_training(tmp_path, faces_dir, precision):
     kw = dict(device="cuda", precision=precision, diffaugment="color,translation,cutout", steps=8, log_every=4,
               ckpt_every=4)
@@ -43,7 +75,8 @@ def test_graphed_training_matches_eager_training(tmp_path, faces_dir, precision)
     # Neither a failed capture nor Adam's warning that a capturable instance runs eagerly.
     assert not [w for w in caught if "CUDA graph capture failed" in str(w.message) or "capturable" in str(w.message)]
     assert graphed.step == eager.step == 8  # 3 eager warm-up steps, a capture, then replays
-    assert_trained_alike(eager, graphed, atol=2e-3)
+    # Eight steps of GPU non-determinism, not a step's worth of exactness: the test above holds that.
+    assert_trained_alike(eager, graphed, atol=5e-3)
     losses = [[(e["step"], e["loss/d"], e["loss/g"]) for e in map(json.loads, (tmp_path / run / "log.jsonl").open())
                if "loss/d" in e] for run in ("eager", "graphed")]
     assert [s for s, _, _ in losses[1]] == [s for s, _, _ in losses[0]] == [4, 8]
@@ -58,4 +91,4 @@ def test_graphed_run_resumes_like_an_uninterrupted_one(tmp_path, faces_dir):
     resumed = train(tiny_train_config(faces_dir, tmp_path / "b", steps=10, **kw), resume_state=state,
                     progress=False, tensorboard=False)
     assert resumed.step == straight.step == 10
-    assert_trained_alike(straight, resumed, atol=2e-3)
+    assert_trained_alike(straight, resumed, atol=5e-3)
