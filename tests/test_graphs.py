@@ -2,6 +2,7 @@
 
 These run only where a CUDA GPU is present (the lent GPU machine); CPU runs skip them.
 """
+import copy
 import json
 import warnings
 
@@ -49,7 +50,8 @@ def test_a_replayed_step_equals_an_eager_step_from_the_same_state(precision):
         graphed()
     assert graphed.graph is not None and graphed_models.step == graphed.warmup + 2
     eager_models = build_models(cfg, device)
-    restore(eager_models, training_state(graphed_models, cfg))
+    # A copy: restoring shares the optimizer's state tensors with their source (same device and dtype).
+    restore(eager_models, copy.deepcopy(training_state(graphed_models, cfg)))
     before = [p.detach().clone() for p in graphed_models.D.parameters()]
     graph_losses, eager_losses = torch.stack(graphed()), torch.stack(iteration(eager_models)())
     assert graphed_models.step == eager_models.step
