@@ -93,6 +93,9 @@ def training_state(models: Models, cfg: TrainConfig) -> dict:
 
 
 def restore(models: Models, state: dict) -> None:
+    """Load a training state into ``models``. Like torch's load_state_dict, the optimizers keep the
+    state's own tensors where device and dtype already match: restore a loaded or copied state, not
+    another live run's ``training_state``."""
     for name in ("G", "D", "G_ema", "opt_g", "opt_d"):
         getattr(models, name).load_state_dict(state[name])
     set_capturable(models, False)  # a graphed run saves capturable=True; its graph sets it again when captured
