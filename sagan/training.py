@@ -177,12 +177,14 @@ def train_step(models: Models, G: nn.Module, D: nn.Module, real: torch.Tensor, z
     models.opt_d.step()
 
     models.D.requires_grad_(False)  # G's update needs gradients through D, not of D's weights
-    with autocast:
-        g_loss = g_hinge_loss(d_plain(diff_augment(fake, policy, gen) if policy else fake))
-    models.opt_g.zero_grad(set_to_none=True)
-    g_loss.backward()
-    models.opt_g.step()
-    models.D.requires_grad_(True)
+    try:  # (a step that raises, such as a failed CUDA graph capture, must not leave D frozen)
+        with autocast:
+            g_loss = g_hinge_loss(d_plain(diff_augment(fake, policy, gen) if policy else fake))
+        models.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        models.opt_g.step()
+    finally:
+        models.D.requires_grad_(True)
     return d_loss.detach(), g_loss.detach()
 
 

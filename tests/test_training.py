@@ -37,6 +37,19 @@ def test_one_step_gives_finite_losses_and_changes_weights(faces_dir):
     assert all(p.requires_grad for p in models.D.parameters())  # G's step switches D's grads back on
 
 
+def test_a_generator_step_that_raises_leaves_the_discriminator_trainable(monkeypatch):
+    cfg = tiny_train_config("", "unused")
+    models = build_models(cfg, torch.device("cpu"))
+
+    def fail():
+        raise RuntimeError("capture failed")
+    monkeypatch.setattr(models.opt_g, "step", fail)
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    with pytest.raises(RuntimeError, match="capture failed"):
+        Iteration(models, models.G, models.D, images, cfg, (), make_autocast(torch.device("cpu"), "fp32"))()
+    assert all(p.requires_grad for p in models.D.parameters())
+
+
 def test_max_images_trains_on_the_first_files_only(tmp_path, faces_dir):
     _run(faces_dir, tmp_path / "run", steps=1, holdout=2, max_images=5)
     logged = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
