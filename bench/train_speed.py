@@ -1,7 +1,9 @@
 """Training speed: the seed-faithful reference step against the project's trainer, in one process.
 
 For each preset both run on the same architecture, batch size and device, timed in alternating
-rounds so drift in machine load hits both alike. Prints img/s for each and, last, the speedup of
+rounds so drift in machine load hits both alike. On a GPU the project's steps run with the settings
+train.py trains with (TF32 matrix products, cuDNN autotuning); the reference's with PyTorch's
+defaults, as the seed leaves them. Prints img/s for each and, last, the speedup of
 the default preset.
 
     python bench/train_speed.py                       # CPU, all presets
@@ -24,7 +26,7 @@ from reference import ReferenceTrainer  # noqa: E402
 from sagan.augment import parse_policy  # noqa: E402
 from sagan.config import TrainConfig, preset  # noqa: E402
 from sagan.graphs import GraphedIteration  # noqa: E402
-from sagan.training import (Iteration, build_models, make_autocast, maybe_compile,  # noqa: E402
+from sagan.training import (Iteration, build_models, cuda_speed_settings, make_autocast, maybe_compile,  # noqa: E402
                             resolve_device, resolve_precision)
 
 
@@ -60,19 +62,24 @@ def bench_preset(name: str, args, device) -> tuple[float, float]:
     def reference():
         return ref.step(ref_real)
 
+    def project(steps: int) -> float:  # with the GPU settings train.py uses (TF32, cuDNN autotuning)
+        with cuda_speed_settings(device):
+            return time_steps(ours, steps, device)
+
     # Warm-up: allocator, cuDNN/oneDNN plans, compilation, and the graph's eager steps and capture.
     time_steps(reference, args.warmup, device)
-    time_steps(ours, args.warmup + (ours.warmup + 1 if args.cuda_graphs else 0), device)
+    project(args.warmup + (ours.warmup + 1 if args.cuda_graphs else 0))
     if args.cuda_graphs and ours.graph is None:
         print(f"{name}: CUDA graph capture failed, the project's steps below ran eagerly", flush=True)
     t_ref = t_ours = 0.0
     for _ in range(args.rounds):
         t_ref += time_steps(reference, args.steps, device)
-        t_ours += time_steps(ours, args.steps, device)
+        t_ours += project(args.steps)
     n = args.rounds * args.steps * args.batch_size
     if args.profile:
-        for label, fn in (("reference", reference), ("project", ours)):
-            print_profile(f"{name} {label}", fn, args.steps, device)
+        print_profile(f"{name} reference", reference, args.steps, device)
+        with cuda_speed_settings(device):
+            print_profile(f"{name} project", ours, args.steps, device)
     return n / t_ref, n / t_ours
 
 

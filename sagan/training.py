@@ -224,6 +224,23 @@ def make_autocast(device: torch.device, precision: str, cache: bool = True):
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def cuda_speed_settings(device: torch.device):
+    """TF32 matrix products and convolutions, and cuDNN autotuning, inside the block: how the
+    project trains on a GPU. The previous settings come back after; on a CPU nothing changes."""
+    flags = ((torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32"),
+             (torch.backends.cudnn, "benchmark"))
+    saved = [getattr(module, name) for module, name in flags]
+    if device.type == "cuda":
+        for module, name in flags:
+            setattr(module, name, True)
+    try:
+        yield
+    finally:
+        for (module, name), value in zip(flags, saved):
+            setattr(module, name, value)
+
+
 def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
     if not enabled:
         return model
@@ -252,6 +269,12 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     ``batch_size * world_size`` images. With ``cfg.eval_every``, rank 0 measures FID with
     ``extractor`` (features named ``network``) and keeps the best state in checkpoints/best.pt.
     """
+    with cuda_speed_settings(resolve_device(cfg.device)):
+        return _train(cfg, resume_state, export, export_dtype, progress, tensorboard, extractor, network)
+
+
+def _train(cfg: TrainConfig, resume_state: dict | None, export: str | None, export_dtype: str, progress: bool,
+           tensorboard: bool, extractor: Extractor | None, network: str) -> Models:
     if cfg.eval_every > 0 and cfg.holdout <= 0:
         raise TrainingError("--eval-every measures FID on the validation split: add --holdout N (e.g. 2000).")
     if cfg.max_images < 0:
@@ -270,10 +293,6 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     if cfg.eval_every > 0 and ranks.main and extractor is None:
         raise TrainingError("--eval-every needs a feature extractor: pass extractor= (train.py loads Inception).")
     precision = resolve_precision(cfg.precision, device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
     policy = parse_policy(cfg.diffaugment)
     images = load_images(cfg.data, cfg.model.image_size, cache_dir=cfg.cache_dir or Path(cfg.out) / "cache",
                          holdout=cfg.holdout, split="train")[:cfg.max_images or None].to(device)

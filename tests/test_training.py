@@ -13,8 +13,8 @@ from sagan.checkpoint import CheckpointError, export_generator, load_generator, 
 from sagan.networks import Generator
 from sagan.losses import d_hinge_loss
 from sagan.graphs import set_capturable
-from sagan.training import (TrainingError, Iteration, build_models, ema_decay, export_run, make_autocast, restore,
-                            train, training_state)
+from sagan.training import (Iteration, TrainingError, build_models, cuda_speed_settings, ema_decay, export_run,
+                            make_autocast, restore, train, training_state)
 from tests.factories import tiny_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +48,17 @@ def test_a_generator_step_that_raises_leaves_the_discriminator_trainable(monkeyp
     with pytest.raises(RuntimeError, match="capture failed"):
         Iteration(models, models.G, models.D, images, cfg, (), make_autocast(torch.device("cpu"), "fp32"))()
     assert all(p.requires_grad for p in models.D.parameters())
+
+
+def test_cuda_speed_settings_apply_inside_the_block_and_only_on_cuda():
+    flags = lambda: (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,  # noqa: E731
+                     torch.backends.cudnn.benchmark)
+    before = flags()
+    with cuda_speed_settings(torch.device("cpu")):
+        assert flags() == before
+    with cuda_speed_settings(torch.device("cuda")):  # only flags: no GPU needed to set them
+        assert flags() == (True, True, True)
+    assert flags() == before
 
 
 def test_max_images_trains_on_the_first_files_only(tmp_path, faces_dir):
