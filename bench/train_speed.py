@@ -112,7 +112,8 @@ def main() -> None:
         p.error("--cuda-graphs needs a CUDA GPU (--device cuda)")
     presets = [s.strip() for s in args.presets.split(",") if s.strip()]
     print(f"device {device}, project precision {resolve_precision(args.precision, device)}, "
-          f"batch {args.batch_size}{', compiled' if args.compile else ''}{', CUDA graphs' if args.cuda_graphs else ''}, "
+          f"batch {args.batch_size}{', compiled' if args.compile else ''}"
+          f"{', CUDA graphs' if args.cuda_graphs else ''}, "
           f"{args.rounds}x{args.steps} timed steps per side, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     results = {}

@@ -30,7 +30,8 @@ def test_one_step_gives_finite_losses_and_changes_weights(faces_dir):
     before_g = [p.detach().clone() for p in models.G.parameters()]
     before_d = [p.detach().clone() for p in models.D.parameters()]
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
-    d_loss, g_loss = Iteration(models, models.G, models.D, images, cfg, (), make_autocast(torch.device("cpu"), "fp32"))()
+    iterate = Iteration(models, models.G, models.D, images, cfg, (), make_autocast(torch.device("cpu"), "fp32"))
+    d_loss, g_loss = iterate()
     assert torch.isfinite(d_loss) and torch.isfinite(g_loss) and models.step == 1
     assert any(not torch.equal(a, b) for a, b in zip(before_g, models.G.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(before_d, models.D.parameters()))
