@@ -54,12 +54,12 @@ class GraphedIteration:
         return losses
 
     def _capture(self) -> bool:
-        graph = torch.cuda.CUDAGraph()
-        for gen in self.iterate.inputs.generators:
-            graph.register_generator_state(gen)
         # Adam refuses capture unless told it is capturable (and warns if so told but run eagerly).
         set_capturable(self.iterate.models, True)
         try:
+            graph = torch.cuda.CUDAGraph()
+            for gen in self.iterate.inputs.generators:
+                graph.register_generator_state(gen)  # (absent from older PyTorch: then eager, with the warning)
             with torch.cuda.graph(graph):
                 losses = self.iterate.body()
         except Exception as error:  # noqa: BLE001 - any capture failure falls back to eager training
