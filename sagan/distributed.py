@@ -25,6 +25,10 @@ class Distributed:
     def main(self) -> bool:
         return self.rank == 0
 
+    def share(self, batch_size: int) -> slice:
+        """This rank's rows of a global batch of ``batch_size * world``."""
+        return slice(self.rank * batch_size, (self.rank + 1) * batch_size)
+
 
 def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
     """The process group torchrun describes in the environment (none for a single process), and

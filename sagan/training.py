@@ -146,7 +146,7 @@ class StepInputs:
 
     def load(self, cfg: TrainConfig, step: int, num_images: int, ranks: Distributed) -> None:
         b = cfg.batch_size
-        idx = batch_indices(num_images, b * ranks.world, cfg.seed, step)[ranks.rank * b:(ranks.rank + 1) * b]
+        idx = batch_indices(num_images, b * ranks.world, cfg.seed, step)[ranks.share(b)]
         if self.indices.is_cuda:  # a pinned, asynchronous copy: a plain one would wait for the GPU every step
             idx = idx.pin_memory()
         self.indices.copy_(idx, non_blocking=True)
@@ -206,7 +206,7 @@ class Iteration:
         real = real_batch(self.images, inputs.indices, inputs.flip_gen, ranks.rank, ranks.world)
         z = torch.randn(b * ranks.world, cfg.model.z_dim, generator=inputs.z_gen, device=self.images.device)
         losses = train_step(self.models, self.G, self.D, real.contiguous(memory_format=torch.channels_last),
-                            z[ranks.rank * b:(ranks.rank + 1) * b], self.policy, inputs.aug_gen, self.autocast)
+                            z[ranks.share(b)], self.policy, inputs.aug_gen, self.autocast)
         update_ema(self.models.G_ema, self.models.G, inputs.ema_weight)
         return losses
 
@@ -269,17 +269,19 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     ``batch_size * world_size`` images. With ``cfg.eval_every``, rank 0 measures FID with
     ``extractor`` (features named ``network``) and keeps the best state in checkpoints/best.pt.
     """
-    with cuda_speed_settings(resolve_device(cfg.device)):
-        return _train(cfg, resume_state, export, export_dtype, progress, tensorboard, extractor, network)
+    device = resolve_device(cfg.device)
+    with cuda_speed_settings(device):
+        return _train(cfg, device, resume_state, export, export_dtype, progress, tensorboard, extractor, network)
 
 
-def _train(cfg: TrainConfig, resume_state: dict | None, export: str | None, export_dtype: str, progress: bool,
-           tensorboard: bool, extractor: Extractor | None, network: str) -> Models:
+def _train(cfg: TrainConfig, device: torch.device, resume_state: dict | None, export: str | None,
+           export_dtype: str, progress: bool, tensorboard: bool, extractor: Extractor | None,
+           network: str) -> Models:
     if cfg.eval_every > 0 and cfg.holdout <= 0:
         raise TrainingError("--eval-every measures FID on the validation split: add --holdout N (e.g. 2000).")
     if cfg.max_images < 0:
         raise TrainingError(f"--max-images must be 0 (all) or a positive count, not {cfg.max_images}.")
-    ranks, device = init_distributed(resolve_device(cfg.device))
+    ranks, device = init_distributed(device)
     if cfg.sync_bn and ranks.world == 1:
         raise TrainingError("--sync-bn only applies to multi-process runs: start them with torchrun.")
     if cfg.sync_bn and device.type != "cuda":
