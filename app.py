@@ -204,6 +204,12 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
     return demo
 
 
+def port_number(text: str) -> int:
+    if not (text.isdigit() and 1 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number: choose one from 1 to 65535")
+    return int(text)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default=os.environ.get("SAGAN_CHECKPOINT", DEFAULT_CHECKPOINT),
@@ -211,7 +217,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "checkpoints/anime64.safetensors")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to listen on; default $GRADIO_SERVER_NAME or 127.0.0.1")
-    parser.add_argument("--port", type=int, default=os.environ.get("GRADIO_SERVER_PORT", "7860"),
+    parser.add_argument("--port", type=port_number, default=os.environ.get("GRADIO_SERVER_PORT", "7860"),
                         help="port to listen on; default $GRADIO_SERVER_PORT or 7860")
     return parser.parse_args(argv)
 
@@ -226,8 +232,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     # share=False explicitly: it also overrides GRADIO_SHARE=True. No allowed_paths: the file route
     # serves only Gradio's cache, where the outputs are copied.
-    build_demo(explorer).launch(server_name=args.host, server_port=args.port, share=False,
-                                ssr_mode=False, css=CSS, app_kwargs={"middleware": [Middleware(RefuseUploads)]})
+    try:
+        build_demo(explorer).launch(server_name=args.host, server_port=args.port, share=False, ssr_mode=False,
+                                    css=CSS, app_kwargs={"middleware": [Middleware(RefuseUploads)]})
+    except OSError:  # Gradio's own text advises a launch() argument, which users of this CLI never call
+        print(f"error: cannot listen on {args.host}:{args.port}: another program, perhaps another app.py, holds "
+              "the port, or the address is not this machine's. Choose another with --port PORT or --host HOST.",
+              file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

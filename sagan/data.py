@@ -42,6 +42,8 @@ def list_images(path: str | os.PathLike) -> list[str]:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             return sorted(n for n in zf.namelist() if not n.endswith("/") and _is_image_name(n))
+    if path.suffix.lower() == ".zip":
+        raise DataError(f"{str(path)!r} is not a readable zip archive (truncated or corrupt?): copy or create it again.")
     raise DataError(f"data path {str(path)!r} is neither a folder nor a .zip file.")
 
 
@@ -111,7 +113,8 @@ def load_images(path: str | os.PathLike, image_size: int, cache_dir: str | os.Pa
     if not names:
         raise DataError(f"no images ({', '.join(EXTENSIONS)}) found in {str(path)!r}.")
     if holdout < 0 or holdout >= len(names):
-        raise DataError(f"holdout {holdout} must be between 0 and the number of files ({len(names)}) - 1.")
+        raise DataError(f"--holdout {holdout} must be between 0 and the number of image files ({len(names)}) - 1 "
+                        "(a resumed run keeps the --holdout it started with).")
     cut = len(names) - holdout
     names = {"train": names[:cut], "holdout": names[cut:], "all": names}[split]
 

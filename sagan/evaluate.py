@@ -150,11 +150,14 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _at_least(minimum: int):
+    """An argparse type: a whole number no smaller than ``minimum``."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -165,12 +168,13 @@ def parse_args(argv=None) -> argparse.Namespace:
       help="folder or .zip of real images, or an .npz of reference statistics written by this tool")
     a("--holdout", type=int, default=0, metavar="N",
       help="use only the last N files by name (the validation split train.py --holdout N kept out); 0: all")
-    a("--num-samples", type=_positive, default=DEFAULT_NUM_SAMPLES, metavar="N", help="generated faces, seeds 0..N-1")
+    a("--num-samples", type=_at_least(2), default=DEFAULT_NUM_SAMPLES, metavar="N",
+      help="generated faces, seeds 0..N-1 (a FID needs at least 2)")
     a("--inception", metavar="PATH", help="the TorchScript Inception file (default: the one in the "
       f"{inception.WHEEL} wheel)")
     a("--inception-sha256", default=inception.INCEPTION_SHA256, metavar="HEX",
       help="expected sha256 of the network file: change it only to measure with another network on purpose")
-    a("--batch-size", type=_positive, default=64, metavar="N", help="images per forward pass")
+    a("--batch-size", type=_at_least(1), default=64, metavar="N", help="images per forward pass")
     a("--run", metavar="DIR", help="run directory: append the result to DIR/metrics.jsonl")
     a("--cache-dir", default=".cache", metavar="DIR", help="where reference statistics are cached")
     a("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when available")

@@ -30,9 +30,13 @@ from .explore import MAX_SEED, check_seed, tile, truncation_threshold
 from .sampling import generate, latents
 
 
+MAX_SEEDS = 1_000_000  # faces per call: a range like 0-2147483647 would not fit in memory as a list
+MAX_GRID_FACES = 4096  # a 64x64 sheet of 64 px faces is already 4,000 px wide
+
+
 def parse_seeds(text: str) -> list[int]:
     """``"0-9,20,30-32"`` -> [0, ..., 9, 20, 30, 31, 32], in the order given."""
-    seeds = []
+    ranges = []
     for part in text.split(","):
         first, sep, last = part.strip().partition("-")
         try:
@@ -42,12 +46,32 @@ def parse_seeds(text: str) -> list[int]:
                              f"{MAX_SEED}, ranges like 0-99 and comma lists like 0-9,20,30-32.") from None
         if high < low:
             raise ValueError(f"seed range {part.strip()!r} runs backwards: write it as {high}-{low}.")
-        seeds.extend(range(check_seed(low), check_seed(high) + 1))
-    return seeds
+        ranges.append(range(check_seed(low), check_seed(high) + 1))
+    count = sum(len(r) for r in ranges)
+    if count > MAX_SEEDS:
+        raise ValueError(f"--seeds {text!r} asks for {count:,} faces; one call renders at most {MAX_SEEDS:,}: "
+                         "split the range over several calls.")
+    return [seed for r in ranges for seed in r]
 
 
 def seed_filename(seed: int) -> str:
     return f"seed{seed:04d}.png"
+
+
+def check_paths(outdir: str | None, grid: str | None, count: int) -> None:
+    """Refuse outputs that could not be written, before any face is generated."""
+    for flag, value, folder in (("--outdir", outdir, outdir), ("--grid", grid, grid and Path(grid).parent)):
+        if value:
+            existing = next(p for p in (Path(folder), *Path(folder).parents) if p.exists())
+            if not existing.is_dir():
+                raise ValueError(f"{flag} {value!r}: {str(existing)!r} is a file, not a folder.")
+    if grid:
+        Image.init()
+        if Path(grid).suffix.lower() not in Image.registered_extensions() or Path(grid).is_dir():
+            raise ValueError(f"--grid {grid!r} is not an image file name: end it in .png (or .jpg, .webp).")
+        if count > MAX_GRID_FACES:
+            raise ValueError(f"--grid puts every face on one sheet, at most {MAX_GRID_FACES:,} of them, not "
+                             f"{count:,}: use --outdir alone for more.")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -70,6 +94,7 @@ def main(argv=None) -> int:
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
         seeds = parse_seeds(args.seeds)
+        check_paths(args.outdir, args.grid, len(seeds))
         threshold = None if args.truncation is None else truncation_threshold(args.truncation)
         g = load_generator(args.checkpoint)
         outdir = Path(args.outdir) if args.outdir else None
@@ -90,8 +115,12 @@ def main(argv=None) -> int:
             Path(args.grid).parent.mkdir(parents=True, exist_ok=True)
             columns = math.ceil(math.sqrt(len(faces)))
             Image.fromarray(tile(np.stack(faces), columns)).save(args.grid)
-    except (ValueError, OSError) as e:  # CheckpointError, bad seeds or truncation, unwritable paths
+    except ValueError as e:  # CheckpointError, bad seeds, truncation or paths
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: cannot write {e.filename or 'the output'}: {e.strerror or e}. Choose another --outdir "
+              "or --grid.", file=sys.stderr)
         return 2
     print(f"wrote {len(seeds)} faces to {' and '.join(str(p) for p in (outdir, args.grid) if p)}")
     return 0

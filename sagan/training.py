@@ -277,10 +277,10 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
 def _train(cfg: TrainConfig, device: torch.device, resume_state: dict | None, export: str | None,
            export_dtype: str, progress: bool, tensorboard: bool, extractor: Extractor | None,
            network: str) -> Models:
+    cfg.check()
+    check_run_directory(Path(cfg.out), resume_state, cfg.steps)
     if cfg.eval_every > 0 and cfg.holdout <= 0:
         raise TrainingError("--eval-every measures FID on the validation split: add --holdout N (e.g. 2000).")
-    if cfg.max_images < 0:
-        raise TrainingError(f"--max-images must be 0 (all) or a positive count, not {cfg.max_images}.")
     ranks, device = init_distributed(device)
     if cfg.sync_bn and ranks.world == 1:
         raise TrainingError("--sync-bn only applies to multi-process runs: start them with torchrun.")
@@ -370,6 +370,19 @@ def _train(cfg: TrainConfig, device: torch.device, resume_state: dict | None, ex
     return models
 
 
+def check_run_directory(out: Path, resume_state: dict | None, steps: int) -> None:
+    """Refuse what would overwrite a run or train nothing: a new run where one is already saved,
+    a resumed run already at ``steps``, an ``out`` that is a file."""
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"--out {str(out)!r} is a file: give a directory for the run.")
+    if resume_state is None and (out / "checkpoints" / "latest.pt").is_file():
+        raise TrainingError(f"{str(out)!r} already holds a run (checkpoints/latest.pt): continue it with --resume, "
+                            "or start a new one with another --out.")
+    if resume_state is not None and int(resume_state["step"]) >= steps:
+        raise TrainingError(f"the run is already at step {int(resume_state['step'])} and --steps is {steps}: "
+                            "raise --steps to train further (--export PATH alone exports it).")
+
+
 def _gammas(g: nn.Module) -> float:
     """Mean |gamma| of the generator's attention layers: how much attention contributes."""
     values = [m.gamma.abs().item() for name, m in g.named_modules() if hasattr(m, "gamma")]
@@ -381,6 +394,9 @@ def export_run(run_dir: str | Path, path: str, dtype: str = "fp32", checkpoint: 
     source = Path(run_dir) / "checkpoints" / f"{checkpoint}.pt"
     if checkpoint == "best" and not source.is_file():
         raise TrainingError(f"no {source}: only runs trained with --eval-every and --holdout keep a best checkpoint.")
+    if not source.is_file():
+        raise TrainingError(f"nothing to export: no checkpoint at {str(source)!r}. --export alone exports the run "
+                            "in --out DIR; check --out, or train first with --data.")
     state = load_training_state(source)
     cfg = TrainConfig.from_dict(state["config"])
     g = Generator(cfg.model)

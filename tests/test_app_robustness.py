@@ -258,3 +258,22 @@ def test_main_never_opens_a_share_link(monkeypatch, tiny_checkpoint):
     assert launched["share"] is False and launched["server_name"] == "127.0.0.1"
     assert not launched.get("allowed_paths")
     assert os.environ["GRADIO_SHARE"] == "True"
+
+
+def test_a_port_that_cannot_be_opened_is_one_line(monkeypatch, tiny_checkpoint, capsys):
+    def port_taken(self, **kwargs):
+        raise OSError(f"Cannot find empty port in range: {kwargs['server_port']}-{kwargs['server_port']}.")
+    monkeypatch.setattr(gr.Blocks, "launch", port_taken)
+    with pytest.raises(SystemExit) as exit_:
+        app.main(["--checkpoint", str(tiny_checkpoint), "--port", "7999"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("error: cannot listen on 127.0.0.1:7999") and "--port PORT" in err
+    assert "launch()" not in err  # Gradio's advice is for code that calls launch(), not for this CLI
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "http"])
+def test_a_port_out_of_range_is_refused_by_the_parser(port, capsys):
+    with pytest.raises(SystemExit):
+        app.parse_args(["--port", port])
+    assert f"argument --port: '{port}' is not a port number" in capsys.readouterr().err

@@ -126,3 +126,13 @@ def test_real_batch_scales_flips_and_shares_the_global_batch_between_ranks():
     assert all(f or torch.equal(b, p) for f, b, p in zip(flipped, batch, plain)) and any(flipped)
     shares = [real_batch(images, idx[r * 3:(r + 1) * 3], torch.Generator().manual_seed(5), r, 2) for r in (0, 1)]
     assert torch.equal(torch.cat(shares), batch)
+
+
+def test_a_truncated_zip_is_named_as_such(tmp_path, faces_dir):
+    archive = tmp_path / "faces.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(faces_dir.iterdir()):
+            zf.write(path, path.name)
+    archive.write_bytes(archive.read_bytes()[:200])
+    with pytest.raises(DataError, match="not a readable zip archive \\(truncated or corrupt\\?\\)"):
+        list_images(archive)

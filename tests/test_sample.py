@@ -59,6 +59,9 @@ def test_truncation_means_what_the_app_slider_means(tiny_checkpoint, tmp_path):
     (["--seeds", "0", "--outdir", "o", "--checkpoint", "missing.safetensors"], "no generator weights"),
     (["--seeds", "0", "--checkpoint", "x"], "nothing to write"),
     (["--seeds", "0", "--outdir", "o", "--truncation", "0.1", "--checkpoint", "x"], "truncation must be between"),
+    (["--seeds", "0-2147483647", "--outdir", "o", "--checkpoint", "x"], "asks for 2,147,483,648 faces"),
+    (["--seeds", "0-4096", "--grid", "g.png", "--checkpoint", "x"], "at most 4,096 of them, not 4,097"),
+    (["--seeds", "0-3", "--grid", "o", "--checkpoint", "x"], "--grid 'o' is not an image file name"),
 ])
 def test_user_errors_print_one_line(args, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -66,6 +69,16 @@ def test_user_errors_print_one_line(args, message, tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_outputs_inside_a_file_are_refused_before_sampling(tiny_checkpoint, tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert main(["--checkpoint", str(tiny_checkpoint), "--seeds", "0-3", "--outdir", str(tmp_path / "taken")]) == 2
+    assert f"'{tmp_path / 'taken'}' is a file, not a folder" in capsys.readouterr().err
+    inside_a_file = tmp_path / "taken" / "sheets" / "grid.png"
+    assert main(["--checkpoint", str(tiny_checkpoint), "--seeds", "0-3", "--grid", str(inside_a_file)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --grid '{inside_a_file}': '{tmp_path / 'taken'}' is a file, not a folder.\n"
 
 
 def test_module_entry_point_exits_2_without_traceback(tmp_path):

@@ -1,6 +1,8 @@
 import json
+import os
 import pickle
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -9,13 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
+import train as train_cli
 from sagan.checkpoint import CheckpointError, export_generator, load_generator, load_training_state
 from sagan.networks import Generator
 from sagan.losses import d_hinge_loss
 from sagan.graphs import set_capturable
 from sagan.training import (Iteration, TrainingError, build_models, cuda_speed_settings, ema_decay, export_run,
                             make_autocast, restore, train, training_state)
-from tests.factories import tiny_train_config
+from tests.factories import tiny_model, tiny_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,10 +129,36 @@ def test_code_carrying_pickle_is_refused(tmp_path):
             return (print, ("this must never run",))
     bad = tmp_path / "evil.pt"
     bad.write_bytes(pickle.dumps({"version": 1, "x": Payload()}))
-    with pytest.raises(CheckpointError, match="not a loadable"):
+    with pytest.raises(CheckpointError, match="not a loadable") as refused:
         load_training_state(bad)
+    assert "weights_only" not in str(refused.value)  # torch's own text suggests a load that would run the code
     with pytest.raises(CheckpointError, match="not a safetensors"):
         load_generator(bad)
+    torch.save({"version": 1, "x": Payload()}, tmp_path / "saved.pt")  # the same payload as torch.save writes it
+    with pytest.raises(CheckpointError, match="would import print: files that carry code are refused"):
+        load_training_state(tmp_path / "saved.pt")
+
+
+def test_a_training_checkpoint_given_as_exported_weights_says_how_to_export(tmp_path):
+    torch.save({"version": 1}, tmp_path / "latest.pt")
+    with pytest.raises(CheckpointError, match="is a training checkpoint.*train.py --out RUN_DIR --export"):
+        load_generator(tmp_path / "latest.pt")
+
+
+def test_exports_are_readable_by_others_and_bad_targets_are_refused(tmp_path):
+    g = Generator(tiny_model())
+    umask = os.umask(0o022)
+    try:
+        export_generator(g, tmp_path / "g.safetensors")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "g.safetensors").stat().st_mode) == 0o644  # an app may run as another user
+    with pytest.raises(CheckpointError, match="it is a directory"):
+        export_generator(g, tmp_path)
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(CheckpointError, match="is not a writable directory"):
+        export_generator(g, tmp_path / "file" / "g.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "g.safetensors"]  # no temporary file left
 
 
 def test_ema_half_life_schedule():
@@ -149,7 +178,7 @@ def test_cli_trains_resumes_and_exports(tmp_path, faces_dir):
     assert first.returncode == 0, first.stderr
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["model"]["g_attn"] == [8, 16] and cfg["preset"] == "sagan"
-    again = _cli("--resume", "--steps", "3", "--out", str(tmp_path / "run"), "--no-progress")
+    again = _cli("--resume", str(tmp_path / "run"), "--steps", "3", "--no-progress")  # a run directory will do
     assert again.returncode == 0, again.stderr
     assert load_training_state(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 3
     refused = _cli("--resume", "--preset", "dcgan", "--out", str(tmp_path / "run"))
@@ -181,6 +210,55 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert "no images" in result.stderr
     missing = _cli("--out", str(tmp_path / "nothing"), "--export", str(tmp_path / "g.safetensors"))
     assert missing.returncode == 2 and "no checkpoint" in missing.stderr
+
+
+def test_a_run_is_never_overwritten_nor_resumed_past_its_end(tmp_path, faces_dir):
+    out = tmp_path / "run"
+    _run(faces_dir, out)
+    saved = {name: (out / name).read_bytes() for name in ("config.json", "log.jsonl", "checkpoints/latest.pt")}
+    with pytest.raises(TrainingError, match="already holds a run .*continue it with --resume"):
+        _run(faces_dir, out)
+    state = load_training_state(out / "checkpoints" / "latest.pt")
+    with pytest.raises(TrainingError, match="already at step 3 and --steps is 2: raise --steps"):
+        train(tiny_train_config(faces_dir, out, steps=2), resume_state=state, progress=False, tensorboard=False)
+    assert {name: (out / name).read_bytes() for name in saved} == saved
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(TrainingError, match="is a file: give a directory"):
+        _run(faces_dir, tmp_path / "file")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--log-every", "0"], "--log-every must be at least 1, not 0"),
+    (["--batch-size", "-4"], "--batch-size must be at least 1, not -4"),
+    (["--export-dtype", "fp16"], "--export-dtype says how --export writes: add --export"),
+    (["--export", "{tmp}"], "cannot export to '{tmp}': it is a directory"),
+    (["--resume"], "nothing to resume: no checkpoint at '{tmp}/run/checkpoints/latest.pt'. Start a new run"),
+])
+def test_cli_misuse_is_one_line_before_anything_is_written(args, message, tmp_path, faces_dir, capsys):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert train_cli.main(["--data", str(faces_dir), "--out", str(tmp_path / "run"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message.replace("{tmp}", str(tmp_path)) in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_alone_refuses_training_flags_it_would_ignore(tmp_path, capsys):
+    assert train_cli.main(["--out", str(tmp_path), "--export", str(tmp_path / "g.safetensors"), "--steps", "100",
+                           "--compile"]) == 2
+    assert "so --compile, --steps would be ignored: add --resume" in capsys.readouterr().err
+
+
+def test_interrupting_says_whether_there_is_a_checkpoint_to_resume(tmp_path, faces_dir, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train_cli, "train", interrupted)
+    out = tmp_path / "run"
+    assert train_cli.main(["--data", str(faces_dir), "--out", str(out)]) == 130
+    assert "no checkpoint was written yet" in capsys.readouterr().err
+    _run(faces_dir, out)
+    assert train_cli.main(["--out", str(out), "--resume", "--steps", "9"]) == 130
+    assert f"continue from the last checkpoint ({out / 'checkpoints' / 'latest.pt'}) with --resume" in \
+        capsys.readouterr().err
 
 
 def test_sync_bn_in_a_single_process_is_refused(tmp_path, faces_dir):
