@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sagan.attention import SelfAttention, capture_attention
 from sagan.networks import Generator
@@ -34,3 +35,24 @@ def test_attention_changes_output_once_gamma_is_set():
         attn.gamma.fill_(0.5)
     x = torch.randn(1, 16, 4, 4)
     assert not torch.allclose(attn(x), x)
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_forward_is_the_papers_formula(pool):
+    """o_j = sum_i softmax_i(q_j . k_i) v_i, y = x + gamma * o (values 2x2 max-pooled and projected
+    back to C channels when pooled), written out with einsum."""
+    torch.manual_seed(0)
+    attn = SelfAttention(16, pool=pool, sn=False)
+    attn.gamma.data.fill_(0.7)
+    x = torch.randn(2, 16, 8, 8)
+
+    def conv(module, t):
+        return torch.einsum("oc,bchw->bohw", module.weight[:, :, 0, 0], t)
+    q, k, v = conv(attn.query, x), conv(attn.key, x), conv(attn.value, x)
+    if pool:
+        k, v = F.max_pool2d(k, 2), F.max_pool2d(v, 2)
+    weights = torch.einsum("bcj,bci->bji", q.flatten(2), k.flatten(2)).softmax(dim=-1)  # query j over key i
+    o = torch.einsum("bji,bci->bcj", weights, v.flatten(2)).reshape(2, -1, 8, 8)
+    if pool:
+        o = conv(attn.out, o)
+    torch.testing.assert_close(attn(x), x + 0.7 * o)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sagan.augment import cutout, diff_augment, parse_policy, translation
+from sagan.augment import color, cutout, diff_augment, parse_policy, translation
 
 
 def _gen(seed=0):
@@ -29,3 +29,32 @@ def test_augment_passes_gradients():
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
     diff_augment(x, parse_policy("color,translation,cutout"), _gen()).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_translation_shifts_each_image_by_up_to_an_eighth_with_black_fill():
+    x = torch.rand(6, 3, 16, 16) + 1  # no zeros, so the fill is recognisable
+    shifted = translation(x, _gen(2))
+    padded = torch.nn.functional.pad(x, [2, 2, 2, 2])  # 16 * 0.125 = 2 pixels at most
+    moves = []
+    for i in range(6):
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if torch.equal(shifted[i], padded[i, :, 2 + dy:18 + dy, 2 + dx:18 + dx])]
+        assert found, f"image {i} is not a shifted copy of its input"
+        moves.append(found[0])
+    assert len(set(moves)) > 1 and any(m != (0, 0) for m in moves)  # images move independently
+
+
+def test_color_moves_a_grey_image_by_its_brightness_draw_only():
+    # A uniform grey image has no saturation or contrast to change: only brightness (+-0.5) remains.
+    grey = torch.full((6, 3, 4, 4), 0.2)
+    out = color(grey, _gen(1))
+    shift = out - grey
+    assert torch.allclose(shift, shift[:, :1, :1, :1].expand_as(shift), atol=1e-6)
+    per_image = shift[:, 0, 0, 0]
+    assert per_image.abs().max() <= 0.5 and per_image.unique().numel() == 6
+
+
+def test_every_policy_changes_what_the_discriminator_sees():
+    x = torch.rand(4, 3, 16, 16)
+    for policy in ("color", "translation", "cutout", "color,translation,cutout"):
+        assert not torch.equal(diff_augment(x, parse_policy(policy), _gen()), x), policy

@@ -8,9 +8,12 @@ from sagan.config import ModelConfig, TrainConfig, preset
 
 @pytest.mark.parametrize("size", [32, 64, 128])
 def test_presets_place_attention_on_existing_maps(size):
-    assert preset("seed", size).g_attn == (4, 8)
-    assert preset("sagan", size).g_attn == (size // 4, size // 2)
-    assert preset("dcgan", size).g_attn == () and preset("dcgan", size).d_attn == ()
+    def placement(name):
+        cfg = preset(name, size)
+        return cfg.g_attn, cfg.d_attn, cfg.attn_pool
+    assert placement("seed") == ((4, 8), (8, 4), False)
+    assert placement("sagan") == ((size // 4, size // 2), (size // 4, size // 8), True)
+    assert placement("dcgan") == ((), (), False)
 
 
 def test_bad_values_name_the_fix():

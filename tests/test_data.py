@@ -103,16 +103,33 @@ def test_holdout_is_the_last_files_by_name(faces_dir):
     assert torch.equal(torch.cat([train, held]), everything) and held.shape[0] == 2
 
 
-def test_cache_gives_the_same_images(tmp_path, faces_dir):
+def test_cache_gives_the_same_images_without_decoding_again(tmp_path, faces_dir, monkeypatch):
     first = load_images(faces_dir, 16, cache_dir=tmp_path / "cache")
     assert len(list((tmp_path / "cache").iterdir())) == 1
+
+    def no_decoding(*args):
+        raise AssertionError("a cached data set was decoded again")
+    monkeypatch.setattr("sagan.data.decode_image", no_decoding)
     assert torch.equal(load_images(faces_dir, 16, cache_dir=tmp_path / "cache"), first)
+
+
+def test_a_changed_file_in_a_folder_changes_its_cache_key(tmp_path):
+    paths = write_faces(tmp_path / "faces", count=3)
+    names = sorted(p.name for p in paths)
+    before = cache_key(tmp_path / "faces", names, 16)
+    write_faces(tmp_path / "faces", count=1, seed=9)  # rewrites 0000.jpg with other pixels
+    assert cache_key(tmp_path / "faces", names, 16) != before
 
 
 def test_batches_walk_each_epoch_once_and_repeat_from_the_seed():
     first_epoch = torch.cat([batch_indices(10, 5, seed=3, step=s) for s in range(2)])
     assert sorted(first_epoch.tolist()) == list(range(10))
     assert torch.equal(batch_indices(10, 4, 3, 7), batch_indices(10, 4, 3, 7))
+    second_epoch = torch.cat([batch_indices(10, 5, seed=3, step=s) for s in (2, 3)])
+    other_seed = torch.cat([batch_indices(10, 5, seed=4, step=s) for s in range(2)])
+    assert not torch.equal(second_epoch, first_epoch) and not torch.equal(other_seed, first_epoch)
+    # A batch across an epoch's end: the last two of epoch 0's order, then the first two of epoch 1's.
+    assert torch.equal(batch_indices(10, 4, 3, 2), torch.cat([first_epoch[8:], second_epoch[:2]]))
 
 
 def test_real_batch_scales_flips_and_shares_the_global_batch_between_ranks():

@@ -72,6 +72,19 @@ def test_a_click_or_attention_update_reuses_the_cached_forward_pass(tiny_checkpo
     assert len(forwards) == 2
 
 
+def test_the_render_cache_forgets_the_least_recently_used_face(tiny_checkpoint):
+    small = explore.Explorer(app.load_explorer(tiny_checkpoint).g, cache_size=2)
+    forwards = []
+    small.g.register_forward_hook(lambda *_: forwards.append(1))
+    for seed in (1, 2, 1, 3):  # 3 evicts 2, the least recently used, and keeps 1
+        small.face(seed, OFF)
+    assert len(forwards) == 3
+    small.face(1, OFF)
+    assert len(forwards) == 3
+    small.face(2, OFF)
+    assert len(forwards) == 4
+
+
 def test_click_corners_map_to_the_row_major_query_positions():
     # x is the column: the top-right click is the last query of the first row, not of the first column.
     for resolution in (8, 16):
