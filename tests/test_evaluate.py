@@ -86,6 +86,20 @@ def test_cli_appends_fid_and_kid_of_seeds_against_the_holdout_split(tiny_checkpo
         assert other["kid"] == pytest.approx(record["kid"], rel=1e-12)
 
 
+def test_reference_statistics_are_cached_per_holdout_and_network(tiny_checkpoint, faces, tiny_network, tmp_path):
+    from sagan.evaluate import reference_cache_path
+    keys = {reference_cache_path(faces, holdout, 32, network, tmp_path)
+            for holdout, network in ((6, "a"), (4, "a"), (6, "b"))}
+    assert len(keys) == 3
+    records = []
+    for holdout in (6, 4):  # the same cache folder: the second must not reuse the first's statistics
+        run = tmp_path / f"run{holdout}"
+        run.mkdir()
+        assert cli(tiny_checkpoint, faces, tiny_network, tmp_path, "--holdout", holdout, "--run", run) == 0
+        records.append(json.loads((run / "metrics.jsonl").read_text()))
+    assert [r["num_reference"] for r in records] == [6, 4] and records[0]["fid"] != records[1]["fid"]
+
+
 def test_fid_of_the_generator_against_its_own_faces_is_zero(tiny_checkpoint, faces, tmp_path):
     own = tmp_path / "own"
     assert sample.main(["--checkpoint", str(tiny_checkpoint), "--seeds", "0-7", "--outdir", str(own)]) == 0

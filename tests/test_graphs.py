@@ -94,3 +94,18 @@ def test_graphed_run_resumes_like_an_uninterrupted_one(tmp_path, faces_dir):
                     progress=False, tensorboard=False)
     assert resumed.step == straight.step == 10
     assert_trained_alike(straight, resumed, atol=5e-3)
+
+
+def test_a_failed_capture_warns_and_trains_on_eagerly(tmp_path, faces_dir, monkeypatch):
+    kw = dict(device="cuda", precision="bf16", diffaugment="translation", steps=6, log_every=3, ckpt_every=3)
+    eager = train(tiny_train_config(faces_dir, tmp_path / "eager", **kw), progress=False, tensorboard=False)
+
+    def refuse(self, generator):
+        raise RuntimeError("no generator registration here")
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "register_generator_state", refuse)
+    with pytest.warns(UserWarning, match="CUDA graph capture failed .*no generator registration here"):
+        fallback = train(tiny_train_config(faces_dir, tmp_path / "fallback", cuda_graphs=True, **kw),
+                         progress=False, tensorboard=False)
+    assert fallback.step == eager.step == 6
+    assert all(g["capturable"] is False for opt in (fallback.opt_g, fallback.opt_d) for g in opt.param_groups)
+    assert_trained_alike(eager, fallback, atol=5e-3)

@@ -135,10 +135,18 @@ def test_cuda_speed_settings_apply_inside_the_block_and_only_on_cuda():
     assert flags() == before
 
 
-def test_max_images_trains_on_the_first_files_only(tmp_path, faces_dir):
+def test_max_images_trains_on_the_first_files_only(tmp_path, faces_dir, monkeypatch):
+    trained_on, original = [], Iteration.__init__
+
+    def recording(self, models, G, D, images, *rest):
+        trained_on.append(images)
+        original(self, models, G, D, images, *rest)
+    monkeypatch.setattr(Iteration, "__init__", recording)
     _run(faces_dir, tmp_path / "run", steps=1, holdout=2, max_images=5)
     logged = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
     assert logged["images"] == 5.0
+    training_split = load_images(faces_dir, 32, holdout=2, split="train")
+    assert torch.equal(trained_on[0], training_split[:5])
 
 
 def test_run_directory_contents(tmp_path, faces_dir):
