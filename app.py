@@ -65,8 +65,8 @@ def user_errors(fn):
     def wrapper(*args):
         try:
             return fn(*args)
-        except ValueError as e:
-            raise gr.Error(str(e)) from None
+        except ValueError as e:  # an expected refusal: no traceback in the server's log either
+            raise gr.Error(str(e), print_exception=False) from None
     return wrapper
 
 

@@ -277,3 +277,12 @@ def test_a_port_out_of_range_is_refused_by_the_parser(port, capsys):
     with pytest.raises(SystemExit):
         app.parse_args(["--port", port])
     assert f"argument --port: '{port}' is not a port number" in capsys.readouterr().err
+
+
+def test_refused_inputs_reach_the_user_but_leave_no_traceback_in_the_server_log():
+    @app.user_errors
+    def refuse(seed):
+        raise ValueError(f"seed must be a whole number, got {seed}")
+    with pytest.raises(gr.Error, match="seed must be a whole number, got 1.5") as refused:
+        refuse(1.5)
+    assert refused.value.print_exception is False
