@@ -70,13 +70,17 @@ def user_errors(fn):
     return wrapper
 
 
-def pass_non_numbers_through(*components) -> None:
-    """Hand a value that is no number (text, null, true, NaN, a list: all possible through the API)
-    to the callback as it came, whose check names the input and its range. Gradio's own preprocess
-    would fail on it with a TypeError that reaches the user only as a bare 'error'."""
+def leave_bad_values_to_the_callbacks(*components) -> None:
+    """Hand a value that is no number (text, null, true, NaN, a list: all possible through the API),
+    or one outside a slider's range, to the callback as it came, whose check names the input and its
+    range. Gradio's own preprocess would fail on the first with a TypeError that reaches the user only
+    as a bare 'error', and on the second with a message that does not say which input was wrong."""
     for component in components:
-        def preprocess(payload, gradio_preprocess=component.preprocess):
-            return gradio_preprocess(payload) if explore.is_number(payload) else payload
+        low, high = getattr(component, "minimum", None), getattr(component, "maximum", None)
+
+        def preprocess(payload, gradio_preprocess=component.preprocess, low=low, high=high):
+            usable = explore.is_number(payload) and (low is None or payload >= low) and (high is None or payload <= high)
+            return gradio_preprocess(payload) if usable else payload
         component.preprocess = preprocess
 
 
@@ -185,7 +189,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                                         buttons=["fullscreen"])
                 walk_file = gr.File(label="download the walk (GIF)", interactive=False)
 
-        pass_non_numbers_through(seed, truncation, query_x, query_y, grid_count, seed_a, seed_b, t, frames)
+        leave_bad_values_to_the_callbacks(seed, truncation, query_x, query_y, grid_count, seed_a, seed_b, t, frames)
         live = dict(show_progress="hidden", trigger_mode="always_last")
         random_seed.click(None, None, seed, js=f"() => Math.floor(Math.random() * {explore.MAX_SEED + 1})")
         gr.on([demo.load, seed.change, truncation.change], generate, [seed, truncation], face,

@@ -80,8 +80,8 @@ def test_grid_and_walk(client):
 
 @pytest.mark.parametrize("api_name, kwargs, message", [
     ("/generate", dict(seed=1.5, truncation=OFF), "seed must be a whole number"),
-    ("/generate", dict(seed=-1, truncation=OFF), "less than minimum"),
-    ("/generate", dict(seed=1, truncation=0.0), "less than minimum"),
+    ("/generate", dict(seed=-1, truncation=OFF), "seed must be a whole number from 0 to 2147483647, got -1"),
+    ("/generate", dict(seed=1, truncation=0.0), "truncation must be between 0.2 and 3.0"),
     ("/attention", dict(seed=1, truncation=OFF, x=SIZE, y=0), "x must be a pixel coordinate"),
     ("/attention", dict(seed=1, truncation=OFF, x=0, y=-1), "y must be a pixel coordinate"),
     ("/interpolate", dict(seed_a=1, seed_b=2, t=0.5, truncation=OFF, method="cubic"), "spherical"),
