@@ -1,0 +1,142 @@
+"""train.py, the command line: training, resuming and exporting as a user runs them, and one-line
+messages for what a user can get wrong."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import train as train_cli
+from sagan.checkpoint import load_generator, load_training_state
+from sagan.training import TrainingError, train
+from tests.factories import tiny_train_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(data, out, **kw):
+    return train(tiny_train_config(data, out, **kw), progress=False, tensorboard=False)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_trains_resumes_and_exports(tmp_path, faces_dir):
+    common = ["--image-size", "32", "--conv-dim", "8", "--z-dim", "8", "--batch-size", "4", "--precision", "fp32",
+              "--device", "cpu", "--no-progress", "--out", str(tmp_path / "run"), "--log-every", "1"]
+    first = _cli("--data", str(faces_dir), "--steps", "2", *common)
+    assert first.returncode == 0, first.stderr
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["model"]["g_attn"] == [8, 16] and cfg["preset"] == "sagan"
+    again = _cli("--resume", str(tmp_path / "run"), "--steps", "3", "--no-progress")  # a run directory will do
+    assert again.returncode == 0, again.stderr
+    assert load_training_state(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 3
+    refused = _cli("--resume", "--preset", "dcgan", "--out", str(tmp_path / "run"))
+    assert refused.returncode == 2 and "cannot change ['preset']" in refused.stderr
+    export = _cli("--out", str(tmp_path / "run"), "--export", str(tmp_path / "g.safetensors"))
+    assert export.returncode == 0 and "step 3" in export.stdout
+    assert load_generator(tmp_path / "g.safetensors").cfg.image_size == 32
+
+
+def test_time_limit_stops_at_a_log_step_with_a_checkpoint_and_export(tmp_path, faces_dir):
+    out, exported = tmp_path / "run", tmp_path / "g.safetensors"
+    result = _cli("--data", str(faces_dir), "--out", str(out), "--image-size", "32", "--conv-dim", "8",
+                  "--z-dim", "8", "--batch-size", "4", "--precision", "fp32", "--device", "cpu", "--no-progress",
+                  "--steps", "1000", "--log-every", "3", "--ckpt-every", "100", "--max-minutes", "1e-9",
+                  "--export", str(exported))
+    assert result.returncode == 0, result.stderr
+    assert load_training_state(out / "checkpoints" / "latest.pt")["step"] == 3
+    assert "step 3" in result.stdout and load_generator(exported).cfg.image_size == 32
+    assert (out / "samples" / "step-0000003.png").is_file()
+    resumed = _cli("--resume", "--out", str(out), "--steps", "5", "--max-minutes", "0", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_training_state(out / "checkpoints" / "latest.pt")["step"] == 5
+
+
+def test_cli_errors_are_one_clear_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = _cli("--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no images" in result.stderr
+    missing = _cli("--out", str(tmp_path / "nothing"), "--export", str(tmp_path / "g.safetensors"))
+    assert missing.returncode == 2 and "no checkpoint" in missing.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--log-every", "0"], "--log-every must be at least 1, not 0"),
+    (["--batch-size", "-4"], "--batch-size must be at least 1, not -4"),
+    (["--export-dtype", "fp16"], "--export-dtype says how --export writes: add --export"),
+    (["--export", "{tmp}"], "cannot export to '{tmp}': it is a directory"),
+    (["--resume"], "nothing to resume: no checkpoint at '{tmp}/run/checkpoints/latest.pt'. Start a new run"),
+])
+def test_cli_misuse_is_one_line_before_anything_is_written(args, message, tmp_path, faces_dir, capsys):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert train_cli.main(["--data", str(faces_dir), "--out", str(tmp_path / "run"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message.replace("{tmp}", str(tmp_path)) in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_alone_refuses_training_flags_it_would_ignore(tmp_path, capsys):
+    assert train_cli.main(["--out", str(tmp_path), "--export", str(tmp_path / "g.safetensors"), "--steps", "100",
+                           "--compile"]) == 2
+    assert "so --compile, --steps would be ignored: add --resume" in capsys.readouterr().err
+
+
+def test_interrupting_says_whether_there_is_a_checkpoint_to_resume(tmp_path, faces_dir, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train_cli, "train", interrupted)
+    out = tmp_path / "run"
+    assert train_cli.main(["--data", str(faces_dir), "--out", str(out)]) == 130
+    assert "no checkpoint was written yet" in capsys.readouterr().err
+    _run(faces_dir, out)
+    assert train_cli.main(["--out", str(out), "--resume", "--steps", "9"]) == 130
+    assert f"continue from the last checkpoint ({out / 'checkpoints' / 'latest.pt'}) with --resume" in \
+        capsys.readouterr().err
+
+
+def test_cuda_graphs_on_the_cpu_is_one_clear_line(tmp_path, faces_dir):
+    result = _cli("--data", str(faces_dir), "--out", str(tmp_path / "run"), "--device", "cpu", "--cuda-graphs")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--cuda-graphs (given, or kept by a resumed run) needs a CUDA GPU" in result.stderr
+    assert "--no-cuda-graphs" in result.stderr
+
+
+def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path, faces_dir):
+    out = tmp_path / "run"
+    args = [sys.executable, "train.py", "--data", str(faces_dir), "--out", str(out), "--image-size", "32",
+            "--conv-dim", "8", "--z-dim", "8", "--batch-size", "4", "--precision", "fp32", "--device", "cpu",
+            "--no-progress", "--ckpt-every", "1", "--keep-ckpts", "2", "--steps", "100000"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        latest = out / "checkpoints" / "latest.pt"
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not (latest.exists() and load_training_state(latest)["step"] >= 3):
+            time.sleep(0.2)
+        time.sleep(0.37)  # a checkpoint is written every step, so the kill often lands inside a write
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    killed_at = load_training_state(latest)["step"]
+    assert killed_at >= 3
+    assert len(list((out / "checkpoints").glob("step-*.pt"))) <= 2  # bounded however long it runs
+    resumed = _cli("--resume", "--out", str(out), "--steps", str(killed_at + 2), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_training_state(latest)["step"] == killed_at + 2
+    assert not list((out / "checkpoints").glob(".*tmp*"))
+
+
+def test_validation_needs_a_holdout_split_and_best_export_needs_validation(tmp_path, faces_dir):
+    with pytest.raises(TrainingError, match="--holdout N"):
+        _run(faces_dir, tmp_path / "run", eval_every=2)
+    _run(faces_dir, tmp_path / "plain", steps=2)
+    result = _cli("--out", str(tmp_path / "plain"), "--export", str(tmp_path / "g.safetensors"), "--export-best")
+    assert result.returncode == 2 and "--eval-every" in result.stderr and "Traceback" not in result.stderr
+    bad_net = _cli("--data", str(faces_dir), "--out", str(tmp_path / "b"), "--holdout", "4", "--eval-every", "2",
+                   "--inception", str(tmp_path / "missing.pt"), "--device", "cpu")
+    assert bad_net.returncode == 2 and "no Inception network" in bad_net.stderr
