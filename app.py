@@ -14,15 +14,19 @@ served as files.
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import os
+import shutil
 import sys
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 
@@ -32,6 +36,8 @@ from sagan.checkpoint import CheckpointError, load_generator
 # Next to this file, so `python path/to/app.py` works from any directory.
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "checkpoints" / "anime64.safetensors")
 CSS = ".pixelated img { image-rendering: pixelated; }"
+UI_MAX_SEED = 9_999  # the sliders' range, fine enough to drag; the API takes any seed up to explore.MAX_SEED
+WALK_COLUMNS = 8  # frames per row of the walk's strip
 
 ABOUT = """
 **SAGAN** (Self-Attention GAN, Zhang et al. 2018) is a GAN whose generator has, besides
@@ -46,11 +52,12 @@ threshold, trading variety for cleaner faces (the slider's top = no truncation).
 
 HOW_TO_READ = """
 **Reading the maps.** Click a pixel of the face (or type its x, y). For each attention layer the
-map shows that pixel's row of the attention matrix: how much weight its query position gives to
-each key position, brightest = most attended, over the face. The white square is the query's
-cell in that layer's feature map; with pooled keys, the keys lie on a grid half as fine. The
-caption gives the layer's learned gamma: a layer with gamma near 0 barely changes the image,
-however striking its map. "Peak" compares the strongest weight with uniform attention.
+map shows that pixel's row of the attention matrix over the face: how much weight the pixel's
+position gives to every other position, brightest = most attended. The ringed dot is the clicked
+pixel and the white square its cell in that layer's feature map. Each caption names the layer's
+feature map and key grid (with pooled keys, half as fine), its learned **γ** (gamma: a layer with
+γ near 0 barely changes the image, however striking its map) and the **peak**: how many times
+uniform attention the strongest weight is.
 """
 
 
@@ -98,36 +105,67 @@ class RefuseUploads:
         await self.app(scope, receive, send)
 
 
+class ServedFiles:
+    """Images handed to Gradio as files, not arrays. Gradio rewrites an array's cached PNG in place,
+    so a visitor fetching an image while another request wrote the same one got a torn response
+    (h11: "Too much data for declared Content-Length"); a file it copies into its cache under a
+    temporary name, then renames. Each of ours is deleted once ``keep`` newer ones exist: Gradio
+    copied it while answering its request, long before."""
+
+    def __init__(self, keep: int = 256):
+        self.root = Path(tempfile.mkdtemp(prefix="sagan-app-"))
+        self.keep, self.recent, self.lock = keep, collections.deque(), threading.Lock()
+
+    def path(self, name: str) -> Path:
+        """A fresh path ending in ``name`` (the name a download gets)."""
+        folder = self.root / uuid.uuid4().hex
+        folder.mkdir()
+        with self.lock:
+            self.recent.append(folder)
+            stale = [self.recent.popleft() for _ in range(len(self.recent) - self.keep)]
+        for old in stale:
+            shutil.rmtree(old, ignore_errors=True)
+        return folder / name
+
+    def png(self, image: np.ndarray, name: str = "face.png") -> str:
+        path = self.path(name)
+        Image.fromarray(image).save(path)
+        return str(path)
+
+
 def build_demo(explorer: explore.Explorer) -> gr.Blocks:
     size = explorer.image_size
-    walk_dir = Path(tempfile.mkdtemp(prefix="sagan-walks-"))
+    files = ServedFiles()
 
     @user_errors
     def generate(seed, truncation):
-        return explore.upscale(explorer.face(seed, truncation).face, explore.UPSCALE)
+        return files.png(explore.upscale(explorer.face(seed, truncation).face, explore.UPSCALE))
 
     @user_errors
     def attention(seed, truncation, x, y):
-        return explorer.attention(seed, truncation, x, y)
+        return [(files.png(image, "attention.png"), caption)
+                for image, caption in explorer.attention(seed, truncation, x, y)]
+
+    def attention_of_typed_query(seed, truncation, x, y):
+        # An emptied box is a query being retyped, not an error: keep the maps until it holds a number.
+        return gr.skip() if x is None or y is None else attention(seed, truncation, x, y)
 
     @user_errors
     def grid(seed, count, truncation):
         faces = explorer.grid(seed, count, truncation)
-        return explore.upscale(explore.tile(faces, columns=int(np.ceil(np.sqrt(len(faces))))), 2)
+        return files.png(explore.upscale(explore.tile(faces, columns=int(np.ceil(np.sqrt(len(faces))))), 2), "grid.png")
 
     @user_errors
     def interpolate(seed_a, seed_b, t, truncation, method):
-        return explore.upscale(explorer.interpolate(seed_a, seed_b, t, truncation, method), explore.UPSCALE)
+        return files.png(explore.upscale(explorer.interpolate(seed_a, seed_b, t, truncation, method), explore.UPSCALE))
 
     @user_errors
     def walk(seed_a, seed_b, frames, truncation, method):
         faces = explorer.walk(seed_a, seed_b, frames, truncation, method)
-        path = walk_dir / f"walk-{int(seed_a)}-{int(seed_b)}-{int(frames)}-{float(truncation):g}-{method}.gif"
-        # Written under another name and renamed, so a concurrent request never serves half a file.
-        partial = walk_dir / f".{uuid.uuid4().hex}.partial"
-        explore.save_gif(explore.upscale(faces, 4), str(partial))
-        os.replace(partial, path)
-        return explore.upscale(explore.tile(faces, columns=len(faces)), 2), str(path), str(path)
+        gif = files.path(f"walk-{int(seed_a)}-{int(seed_b)}-{int(frames)}-{float(truncation):g}-{method}.gif")
+        explore.save_gif(explore.upscale(faces, 4), str(gif))
+        strip = explore.upscale(explore.tile(faces, columns=min(len(faces), WALK_COLUMNS)), 2)
+        return files.png(strip, "walk.png"), str(gif), str(gif)
 
     def query_from_click(evt: gr.SelectData):
         # A click beside the picture comes with no index (or one just past its edge): keep the query.
@@ -139,9 +177,10 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
     with gr.Blocks(title="SAGAN anime faces", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# SAGAN anime faces\n" + ABOUT)
         with gr.Tab("Face & attention"):
+            # Controls, face and maps side by side, so a click and the maps it changes are in view together.
             with gr.Row():
-                with gr.Column(scale=1):
-                    seed = gr.Slider(0, explore.MAX_SEED, value=0, step=1, label="seed", elem_id="seed")
+                with gr.Column(scale=1, min_width=260):
+                    seed = gr.Slider(0, UI_MAX_SEED, value=0, step=1, label="seed", elem_id="seed")
                     random_seed = gr.Button("random seed", size="sm")
                     truncation = gr.Slider(explore.TRUNCATION_MIN, explore.TRUNCATION_OFF,
                                            value=explore.TRUNCATION_OFF, step=0.05, label="truncation",
@@ -150,19 +189,20 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                     with gr.Row():
                         query_x = gr.Number(size // 2, precision=0, label=f"query x (0-{size - 1})", elem_id="query-x")
                         query_y = gr.Number(size // 2, precision=0, label=f"query y (0-{size - 1})", elem_id="query-y")
-                    gr.Markdown(HOW_TO_READ)
-                with gr.Column(scale=2):
-                    face = gr.Image(label="face: click a pixel to see where it attends", format="png",
-                                    interactive=False, height=size * explore.UPSCALE, elem_id="face",
+                with gr.Column(scale=1, min_width=260):
+                    face = gr.Image(label="face: click a pixel", format="png", interactive=False, elem_id="face",
                                     elem_classes="pixelated", buttons=["download"])
-            attn_maps = gr.Gallery(label="attention of the query pixel, per layer", format="png",
-                                   columns=max(len(explorer.g.attn), 1),
-                                   height="auto", object_fit="contain", elem_id="attention",
-                                   elem_classes="pixelated", interactive=False)
+                with gr.Column(scale=2, min_width=260):
+                    attn_maps = gr.Gallery(label="where that pixel attends, per layer", format="png",
+                                           columns=max(len(explorer.g.attn), 1), object_fit="contain",
+                                           height="auto", elem_id="attention", elem_classes="pixelated",
+                                           interactive=False)
+            gr.Markdown(HOW_TO_READ)
         with gr.Tab("Grid"):
             with gr.Row():
                 grid_count = gr.Slider(1, explore.MAX_GRID, value=16, step=1, label="faces",
-                                       info="seeds seed, seed+1, ... from the first tab")
+                                       info="consecutive seeds from the first tab's seed, with its truncation, "
+                                            "row by row")
                 grid_button = gr.Button("show grid", variant="primary")
             grid_image = gr.Image(label="consecutive seeds", format="png", interactive=False,
                                   elem_classes="pixelated", buttons=["download", "fullscreen"])
@@ -171,18 +211,17 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                         "set on the first tab. Smooth changes mean the generator learned a continuous space.")
             with gr.Row():
                 with gr.Column(scale=1):
-                    seed_a = gr.Slider(0, explore.MAX_SEED, value=0, step=1, label="seed A")
-                    seed_b = gr.Slider(0, explore.MAX_SEED, value=1, step=1, label="seed B")
+                    seed_a = gr.Slider(0, UI_MAX_SEED, value=0, step=1, label="seed A")
+                    seed_b = gr.Slider(0, UI_MAX_SEED, value=1, step=1, label="seed B")
                     t = gr.Slider(0, 1, value=0.5, step=0.01, label="t (0 = A, 1 = B)")
                     method = gr.Radio(list(explore.METHODS), value="spherical", label="interpolation",
                                       info="spherical keeps in-between latents at a typical length")
                     frames = gr.Slider(2, explore.MAX_FRAMES, value=8, step=1, label="frames in the walk")
                     walk_button = gr.Button("make walk", variant="primary")
                 with gr.Column(scale=2):
-                    between = gr.Image(label="face at t", format="png", interactive=False,
-                                       height=size * explore.UPSCALE, elem_classes="pixelated",
+                    between = gr.Image(label="face at t", format="png", interactive=False, elem_classes="pixelated",
                                        buttons=["download", "fullscreen"])
-            strip = gr.Image(label="walk from A to B", format="png", interactive=False, elem_classes="pixelated",
+            strip = gr.Image(label="walk from A to B, row by row", format="png", interactive=False, elem_classes="pixelated",
                              buttons=["download", "fullscreen"])
             with gr.Row():
                 walk_preview = gr.Image(label="walk (animated)", interactive=False, elem_classes="pixelated",
@@ -191,17 +230,23 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
 
         leave_bad_values_to_the_callbacks(seed, truncation, query_x, query_y, grid_count, seed_a, seed_b, t, frames)
         live = dict(show_progress="hidden", trigger_mode="always_last")
-        random_seed.click(None, None, seed, js=f"() => Math.floor(Math.random() * {explore.MAX_SEED + 1})")
+        random_seed.click(None, None, seed, js=f"() => Math.floor(Math.random() * {UI_MAX_SEED + 1})")
+        # The maps follow the face only once it rendered: a bad seed or truncation is reported once.
         gr.on([demo.load, seed.change, truncation.change], generate, [seed, truncation], face,
-              api_name="generate", **live)
-        face.select(query_from_click, None, [query_x, query_y], api_name=False, show_progress="hidden")
-        gr.on([demo.load, seed.change, truncation.change, query_x.change, query_y.change], attention,
-              [seed, truncation, query_x, query_y], attn_maps, api_name="attention", **live)
+              api_name="generate", **live).success(attention, [seed, truncation, query_x, query_y], attn_maps,
+                                                   api_name="attention", **live)
+        face.select(query_from_click, None, [query_x, query_y], api_name=False, **live)
+        gr.on([query_x.change, query_y.change], attention_of_typed_query, [seed, truncation, query_x, query_y],
+              attn_maps, api_name=False, **live)
         grid_button.click(grid, [seed, grid_count, truncation], grid_image, api_name="grid")
         gr.on([demo.load, seed_a.change, seed_b.change, t.change, truncation.change, method.change],
               interpolate, [seed_a, seed_b, t, truncation, method], between, api_name="interpolate", **live)
         walk_button.click(walk, [seed_a, seed_b, frames, truncation, method], [strip, walk_preview, walk_file],
                           api_name="walk")
+        # A walk shows the seeds it was made from: clear it when they change, rather than leave it stale.
+        gr.on([seed_a.change, seed_b.change, frames.change, truncation.change, method.change],
+              lambda: (None, None, None), None, [strip, walk_preview, walk_file], api_name=False,
+              show_progress="hidden")
     # One forward pass at a time runs anyway (explore.Explorer's lock); the limit keeps a crowd
     # of Spaces visitors queued instead of piling threads onto the CPU.
     demo.queue(default_concurrency_limit=2, max_size=64)

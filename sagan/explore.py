@@ -173,8 +173,9 @@ def describe_layer(attn_map: AttentionMap, x: int, y: int, image_size: int) -> s
     """A caption: the layer's grids, its learned gamma, and how peaked this query's attention is."""
     row = attn_map.weights[query_index(x, y, image_size, attn_map.resolution)]
     key_rows, key_cols = attn_map.key_grid
-    return (f"{attn_map.resolution}x{attn_map.resolution} feature map, keys on {key_rows}x{key_cols} · "
-            f"gamma = {attn_map.gamma:+.3f} · peak weight {float(row.max()) * row.numel():.1f}x uniform")
+    # Short enough to fit under a map a third of a laptop screen wide; the app's help spells it out.
+    return (f"{attn_map.resolution}x{attn_map.resolution}, keys {key_rows}x{key_cols} · "
+            f"γ {attn_map.gamma:+.2f} · peak {float(row.max()) * row.numel():.0f}x")
 
 
 class Explorer:

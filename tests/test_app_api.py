@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,9 +49,8 @@ def test_generate_gives_the_same_pixels_as_another_process(client, explorer):
 
 def test_attention_gives_one_captioned_overlay_per_layer(client, explorer):
     layers = client.predict(seed=9, truncation=OFF, x=30, y=1, api_name="/attention")
-    assert [item["caption"].split(" ·")[0] for item in layers] == \
-        ["8x8 feature map, keys on 4x4", "16x16 feature map, keys on 8x8"]
-    assert "gamma = +1.500" in layers[1]["caption"]
+    assert [item["caption"].split(" ·")[0] for item in layers] == ["8x8, keys 4x4", "16x16, keys 8x8"]
+    assert "γ +1.50" in layers[1]["caption"]
     expected = explorer.attention(9, OFF, 30, 1)
     for item, (overlay, _) in zip(layers, expected):
         np.testing.assert_array_equal(read(item["image"]), overlay)
@@ -75,7 +75,19 @@ def test_grid_and_walk(client):
     assert read(strip).shape == (2 * SIZE, 2 * (3 * SIZE + 2 * 2), 3)
     with Image.open(gif) as walk:
         assert walk.format == "GIF" and walk.n_frames == 4
-    assert preview.endswith(".gif")
+    assert preview.endswith(".gif") and Path(gif).name == "walk-4-5-3-3-linear.gif"  # what a download is named
+    long_strip = read(client.predict(seed_a=4, seed_b=5, frames=10, truncation=OFF, method="linear",
+                                     api_name="/walk")[0])
+    assert long_strip.shape == (2 * (2 * SIZE + 2), 2 * (8 * SIZE + 7 * 2), 3)  # rows of 8 frames
+
+
+def test_served_files_are_fresh_paths_deleted_once_enough_newer_ones_exist():
+    files = app.ServedFiles(keep=2)
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    paths = [Path(files.png(image, "face.png")) for _ in range(3)]
+    assert len(set(paths)) == 3 and {p.name for p in paths} == {"face.png"}
+    assert not paths[0].exists() and paths[1].is_file() and paths[2].is_file()
+    np.testing.assert_array_equal(np.asarray(Image.open(paths[2])), image)
 
 
 @pytest.mark.parametrize("api_name, kwargs, message", [

@@ -41,7 +41,7 @@ def wait_for_change(page, selector: str, before: list[str], count: int) -> list[
     return image_sources(page, selector)
 
 
-def test_seed_slider_and_a_click_update_the_attention_maps(page, tmp_path):
+def test_seed_slider_and_a_click_update_the_attention_maps(page):
     face_sel, maps_sel = "#face img", "#attention img"
     face = wait_for_change(page, face_sel, [], 1)
     maps = wait_for_change(page, maps_sel, [], 2)
@@ -70,5 +70,21 @@ def test_seed_slider_and_a_click_update_the_attention_maps(page, tmp_path):
     wait_for_change(page, face_sel, face, 1)
     assert page.locator("#seed input[type=number]").input_value() != "1"
 
-    page.wait_for_timeout(500)  # let the gallery finish painting before the picture is taken
-    page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+
+def toast_text(page) -> str:
+    return "\n".join(page.locator('[data-testid="toast-body"]').all_inner_texts())
+
+
+def test_a_bad_seed_is_reported_once_and_an_emptied_query_box_not_at_all(page):
+    box = page.locator("#query-x input")
+    box.fill("")
+    box.press("Tab")
+    page.wait_for_timeout(1500)  # time for a refusal to arrive, had the empty box been sent as a query
+    assert "must be" not in toast_text(page)
+
+    seed = page.locator("#seed input[type=number]")
+    seed.fill("-5")
+    seed.press("Enter")
+    page.wait_for_function("() => document.body.innerText.includes('seed must be a whole number')")
+    page.wait_for_timeout(1500)  # the maps' request, were it sent too, would have answered by now
+    assert toast_text(page).count("seed must be a whole number") == 1

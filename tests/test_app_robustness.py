@@ -19,6 +19,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from hypothesis import HealthCheck, given, settings, strategies as st
+from PIL import Image
 
 import app
 from sagan import explore
@@ -60,8 +61,9 @@ def endpoint(demo, api_name):
 
 
 def assert_well_formed(api_name, result):
-    def image(a, shape=None):
-        assert isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3
+    def image(path, shape=None):  # the callbacks hand Gradio image files (see app.ServedFiles)
+        a = np.asarray(Image.open(path))
+        assert a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3
         if shape:
             assert a.shape == shape
     display = (SIZE * explore.UPSCALE, SIZE * explore.UPSCALE, 3)
@@ -71,7 +73,7 @@ def assert_well_formed(api_name, result):
         assert len(result) == 2
         for overlay, caption in result:
             image(overlay, display)
-            assert "feature map" in caption
+            assert ", keys " in caption and "γ" in caption
     elif api_name == "grid":
         image(result)
     else:

@@ -1,6 +1,8 @@
 """The app's compute (sagan.explore) on a tiny generator loaded through the app's own loading path."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -142,8 +144,8 @@ def test_overlay_marks_the_clicked_point_and_depends_on_the_query(explorer):
 
 def test_captions_name_each_layers_grid_and_gamma(explorer):
     captions = [caption for _, caption in explorer.attention(3, OFF, 4, 4)]
-    assert captions[0].startswith("8x8 feature map, keys on 4x4") and "gamma = +0.500" in captions[0]
-    assert captions[1].startswith("16x16 feature map, keys on 8x8") and "gamma = +1.500" in captions[1]
+    assert re.fullmatch(r"8x8, keys 4x4 · γ \+0\.50 · peak \d+x", captions[0]), captions[0]
+    assert re.fullmatch(r"16x16, keys 8x8 · γ \+1\.50 · peak \d+x", captions[1]), captions[1]
     with pytest.raises(ValueError, match="y must be a pixel coordinate"):
         explorer.attention(3, OFF, 4, SIZE)
 
