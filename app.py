@@ -86,7 +86,8 @@ def leave_bad_values_to_the_callbacks(*components) -> None:
         low, high = getattr(component, "minimum", None), getattr(component, "maximum", None)
 
         def preprocess(payload, gradio_preprocess=component.preprocess, low=low, high=high):
-            usable = explore.is_number(payload) and (low is None or payload >= low) and (high is None or payload <= high)
+            usable = (explore.is_number(payload) and (low is None or payload >= low)
+                      and (high is None or payload <= high))
             return gradio_preprocess(payload) if usable else payload
         component.preprocess = preprocess
 
@@ -204,11 +205,12 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                                        info="consecutive seeds from the first tab's seed, with its truncation, "
                                             "row by row")
                 grid_button = gr.Button("show grid", variant="primary")
-            grid_image = gr.Image(label="consecutive seeds", format="png", interactive=False,
+            grid_image = gr.Image(label="consecutive seeds", show_label=False, format="png", interactive=False,
                                   elem_classes="pixelated", buttons=["download", "fullscreen"])
         with gr.Tab("Interpolation"):
             gr.Markdown("A straight walk through latent space from seed A to seed B, with the truncation "
-                        "set on the first tab. Smooth changes mean the generator learned a continuous space.")
+                        "set on the first tab. Smooth changes mean the generator learned a continuous space. "
+                        "**make walk** lays its frames out below, row by row, and as a looping GIF.")
             with gr.Row():
                 with gr.Column(scale=1):
                     seed_a = gr.Slider(0, UI_MAX_SEED, value=0, step=1, label="seed A")
@@ -221,8 +223,8 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                 with gr.Column(scale=2):
                     between = gr.Image(label="face at t", format="png", interactive=False, elem_classes="pixelated",
                                        buttons=["download", "fullscreen"])
-            strip = gr.Image(label="walk from A to B, row by row", format="png", interactive=False, elem_classes="pixelated",
-                             buttons=["download", "fullscreen"])
+            strip = gr.Image(label="walk from A to B, row by row", show_label=False, format="png", interactive=False,
+                             elem_classes="pixelated", buttons=["download", "fullscreen"])
             with gr.Row():
                 walk_preview = gr.Image(label="walk (animated)", interactive=False, elem_classes="pixelated",
                                         buttons=["fullscreen"])

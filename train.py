@@ -121,7 +121,8 @@ def main(argv=None) -> int:
     try:
         for flag in ("export_best", "export_dtype"):
             if getattr(args, flag) and not args.export:
-                raise TrainingError(f"--{flag.replace('_', '-')} says how --export writes: add --export PATH.safetensors.")
+                raise TrainingError(f"--{flag.replace('_', '-')} says how --export writes: "
+                                    "add --export PATH.safetensors.")
         if args.export:
             check_export_path(args.export)
         if args.export and not args.data and not args.resume:

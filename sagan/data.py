@@ -43,7 +43,8 @@ def list_images(path: str | os.PathLike) -> list[str]:
         with zipfile.ZipFile(path) as zf:
             return sorted(n for n in zf.namelist() if not n.endswith("/") and _is_image_name(n))
     if path.suffix.lower() == ".zip":
-        raise DataError(f"{str(path)!r} is not a readable zip archive (truncated or corrupt?): copy or create it again.")
+        raise DataError(f"{str(path)!r} is not a readable zip archive (truncated or corrupt?): "
+                        "copy or create it again.")
     raise DataError(f"data path {str(path)!r} is neither a folder nor a .zip file.")
 
 
