@@ -118,6 +118,7 @@ def main(argv=None) -> int:
     which = "best" if args.export_best else "latest"
     export_dtype = args.export_dtype or "fp32"
     main_process = os.environ.get("RANK", "0") == "0"
+    out = Path(args.out or TrainConfig().out)  # the run's directory; a resumed run's own, once its config is read
     try:
         for flag in ("export_best", "export_dtype"):
             if getattr(args, flag) and not args.export:
@@ -131,11 +132,11 @@ def main(argv=None) -> int:
                 raise TrainingError(f"--export without --data or --resume only exports the run in --out, so "
                                     f"{', '.join('--' + k.replace('_', '-') for k in ignored)} would be ignored: "
                                     "add --resume to train first, or leave them out.")
-            out = args.out or TrainConfig().out
             step = export_run(out, args.export, export_dtype, which)
             print(f"exported the EMA generator of {out} ({which}, step {step}) to {args.export}")
             return 0
         cfg, state = build_config(args)
+        out = Path(cfg.out)
         if not cfg.data:
             raise TrainingError("no data: pass --data FOLDER_OR_ZIP.")
         extractor = None
@@ -151,7 +152,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        latest = Path(args.out or TrainConfig().out) / "checkpoints" / "latest.pt"
+        latest = out / "checkpoints" / "latest.pt"
         print("interrupted: " + (f"continue from the last checkpoint ({latest}) with --resume." if latest.is_file()
                                  else "no checkpoint was written yet (one every --ckpt-every steps), so there is "
                                       "nothing to resume."), file=sys.stderr)

@@ -95,7 +95,7 @@ def test_interrupting_says_whether_there_is_a_checkpoint_to_resume(tmp_path, fac
     assert train_cli.main(["--data", str(faces_dir), "--out", str(out)]) == 130
     assert "no checkpoint was written yet" in capsys.readouterr().err
     _run(faces_dir, out)
-    assert train_cli.main(["--out", str(out), "--resume", "--steps", "9"]) == 130
+    assert train_cli.main(["--resume", str(out), "--steps", "9"]) == 130  # no --out: the run's own directory
     assert f"continue from the last checkpoint ({out / 'checkpoints' / 'latest.pt'}) with --resume" in \
         capsys.readouterr().err
 
