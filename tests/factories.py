@@ -1,5 +1,5 @@
-"""Tiny model configs and image folders made on the fly (tests never read ../shared), and a
-comparison of two trained models."""
+"""Tiny model configs, training runs and image folders made on the fly (tests never read ../shared),
+and a comparison of two trained models."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,6 +20,12 @@ def tiny_train_config(data, out, **overrides) -> TrainConfig:
                   device="cpu", log_every=1, sample_every=2, ckpt_every=2, num_grid=4)
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def train_tiny(data, out, **overrides):
+    """Train a tiny config quietly (no progress bar, no TensorBoard); returns the trained models."""
+    from sagan.training import train
+    return train(tiny_train_config(data, out, **overrides), progress=False, tensorboard=False)
 
 
 def write_faces(folder, count: int = 12, size: int = 40, seed: int = 0) -> list:

@@ -12,13 +12,9 @@ import pytest
 import train as train_cli
 from sagan.checkpoint import load_generator, load_training_state
 from sagan.training import TrainingError, train
-from tests.factories import tiny_train_config
+from tests.factories import train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(data, out, **kw):
-    return train(tiny_train_config(data, out, **kw), progress=False, tensorboard=False)
 
 
 def _cli(*args):
@@ -94,7 +90,7 @@ def test_interrupting_says_whether_there_is_a_checkpoint_to_resume(tmp_path, fac
     out = tmp_path / "run"
     assert train_cli.main(["--data", str(faces_dir), "--out", str(out)]) == 130
     assert "no checkpoint was written yet" in capsys.readouterr().err
-    _run(faces_dir, out)
+    train_tiny(faces_dir, out)
     assert train_cli.main(["--resume", str(out), "--steps", "9"]) == 130  # no --out: the run's own directory
     assert f"continue from the last checkpoint ({out / 'checkpoints' / 'latest.pt'}) with --resume" in \
         capsys.readouterr().err
@@ -133,8 +129,8 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path, face
 
 def test_validation_needs_a_holdout_split_and_best_export_needs_validation(tmp_path, faces_dir):
     with pytest.raises(TrainingError, match="--holdout N"):
-        _run(faces_dir, tmp_path / "run", eval_every=2)
-    _run(faces_dir, tmp_path / "plain", steps=2)
+        train_tiny(faces_dir, tmp_path / "run", eval_every=2)
+    train_tiny(faces_dir, tmp_path / "plain", steps=2)
     result = _cli("--out", str(tmp_path / "plain"), "--export", str(tmp_path / "g.safetensors"), "--export-best")
     assert result.returncode == 2 and "--eval-every" in result.stderr and "Traceback" not in result.stderr
     bad_net = _cli("--data", str(faces_dir), "--out", str(tmp_path / "b"), "--holdout", "4", "--eval-every", "2",

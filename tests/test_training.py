@@ -17,13 +17,9 @@ from sagan.losses import d_hinge_loss
 from sagan.networks import Generator
 from sagan.training import (Iteration, StepInputs, TrainingError, build_models, cuda_speed_settings, ema_decay,
                             export_run, make_autocast, restore, train, train_step, training_state)
-from tests.factories import tiny_train_config
+from tests.factories import tiny_train_config, train_tiny
 
 CPU = torch.device("cpu")
-
-
-def _run(data, out, **kw):
-    return train(tiny_train_config(data, out, **kw), progress=False, tensorboard=False)
 
 
 def test_one_step_gives_finite_losses_and_changes_weights(faces_dir):
@@ -134,7 +130,7 @@ def test_max_images_trains_on_the_first_files_only(tmp_path, faces_dir, monkeypa
         trained_on.append(images)
         original(self, models, G, D, images, *rest)
     monkeypatch.setattr(Iteration, "__init__", recording)
-    _run(faces_dir, tmp_path / "run", steps=1, holdout=2, max_images=5)
+    train_tiny(faces_dir, tmp_path / "run", steps=1, holdout=2, max_images=5)
     logged = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
     assert logged["images"] == 5.0
     training_split = load_images(faces_dir, 32, holdout=2, split="train")
@@ -143,7 +139,7 @@ def test_max_images_trains_on_the_first_files_only(tmp_path, faces_dir, monkeypa
 
 def test_run_directory_contents(tmp_path, faces_dir):
     out = tmp_path / "run"
-    _run(faces_dir, out, steps=4, keep_ckpts=1)
+    train_tiny(faces_dir, out, steps=4, keep_ckpts=1)
     assert json.loads((out / "config.json").read_text())["steps"] == 4
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-0000002.png", "step-0000004.png"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest.pt", "step-0000004.pt"]
@@ -152,8 +148,8 @@ def test_run_directory_contents(tmp_path, faces_dir):
 
 
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path, faces_dir):
-    straight = _run(faces_dir, tmp_path / "a", steps=4)
-    _run(faces_dir, tmp_path / "b", steps=2)
+    straight = train_tiny(faces_dir, tmp_path / "a", steps=4)
+    train_tiny(faces_dir, tmp_path / "b", steps=2)
     state = load_training_state(tmp_path / "b" / "checkpoints" / "latest.pt")
     assert state["step"] == 2
     resumed = train(tiny_train_config(faces_dir, tmp_path / "b", steps=4), resume_state=state,
@@ -175,7 +171,7 @@ def test_restoring_a_cuda_graph_runs_state_clears_the_capturable_flag():
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, faces_dir):
-    models = _run(faces_dir, tmp_path / "run", steps=2)
+    models = train_tiny(faces_dir, tmp_path / "run", steps=2)
     state = load_training_state(tmp_path / "run" / "checkpoints" / "latest.pt")
     g = Generator(models.G_ema.cfg).eval()
     g.load_state_dict(state["G_ema"])
@@ -186,7 +182,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, faces_dir):
 
 @pytest.mark.parametrize("dtype,tol", [("fp32", 0.0), ("fp16", 2e-2)])
 def test_export_then_load_reproduces_g_ema(tmp_path, faces_dir, dtype, tol):
-    models = _run(faces_dir, tmp_path / "run", steps=2)
+    models = train_tiny(faces_dir, tmp_path / "run", steps=2)
     export_generator(models.G_ema, tmp_path / "g.safetensors", dtype=dtype, step=2)
     g = load_generator(tmp_path / "g.safetensors")
     z = torch.randn(3, 8)
@@ -201,22 +197,22 @@ def test_ema_half_life_schedule():
 
 def test_a_run_is_never_overwritten_nor_resumed_past_its_end(tmp_path, faces_dir):
     out = tmp_path / "run"
-    _run(faces_dir, out)
+    train_tiny(faces_dir, out)
     saved = {name: (out / name).read_bytes() for name in ("config.json", "log.jsonl", "checkpoints/latest.pt")}
     with pytest.raises(TrainingError, match="already holds a run .*continue it with --resume"):
-        _run(faces_dir, out)
+        train_tiny(faces_dir, out)
     state = load_training_state(out / "checkpoints" / "latest.pt")
     with pytest.raises(TrainingError, match="already at step 3 and --steps is 2: raise --steps"):
         train(tiny_train_config(faces_dir, out, steps=2), resume_state=state, progress=False, tensorboard=False)
     assert {name: (out / name).read_bytes() for name in saved} == saved
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(TrainingError, match="is a file: give a directory"):
-        _run(faces_dir, tmp_path / "file")
+        train_tiny(faces_dir, tmp_path / "file")
 
 
 def test_sync_bn_in_a_single_process_is_refused(tmp_path, faces_dir):
     with pytest.raises(TrainingError, match="--sync-bn only applies to multi-process runs"):
-        _run(faces_dir, tmp_path / "run", sync_bn=True)
+        train_tiny(faces_dir, tmp_path / "run", sync_bn=True)
     assert not (tmp_path / "run").exists()  # refused before anything is written
 
 
@@ -231,7 +227,7 @@ def test_non_finite_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pa
 
     monkeypatch.setattr(training, "d_hinge_loss", poisoned)
     with pytest.raises(training.TrainingError, match="non-finite by step 4"):
-        _run(faces_dir, tmp_path / "run", steps=10, log_every=5, ckpt_every=2)
+        train_tiny(faces_dir, tmp_path / "run", steps=10, log_every=5, ckpt_every=2)
     state = load_training_state(tmp_path / "run" / "checkpoints" / "latest.pt")
     assert state["step"] == 2
     assert all(torch.isfinite(v).all() for v in state["G"].values() if v.is_floating_point())
