@@ -11,7 +11,7 @@ import pytest
 
 import train as train_cli
 from sagan.checkpoint import load_generator, load_training_state
-from sagan.training import TrainingError, train
+from sagan.training import TrainingError
 from tests.factories import train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
