@@ -233,13 +233,16 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
         leave_bad_values_to_the_callbacks(seed, truncation, query_x, query_y, grid_count, seed_a, seed_b, t, frames)
         live = dict(show_progress="hidden", trigger_mode="always_last")
         random_seed.click(None, None, seed, js=f"() => Math.floor(Math.random() * {UI_MAX_SEED + 1})")
+        # Two listeners draw the maps: one queue, one request at a time, answers them in the order they
+        # were sent, so a slow earlier request (a new face) cannot overwrite a later click's maps.
+        maps_queue = dict(concurrency_id="attention", concurrency_limit=1)
         # The maps follow the face only once it rendered: a bad seed or truncation is reported once.
         gr.on([demo.load, seed.change, truncation.change], generate, [seed, truncation], face,
               api_name="generate", **live).success(attention, [seed, truncation, query_x, query_y], attn_maps,
-                                                   api_name="attention", **live)
+                                                   api_name="attention", **live, **maps_queue)
         face.select(query_from_click, None, [query_x, query_y], api_name=False, **live)
         gr.on([query_x.change, query_y.change], attention_of_typed_query, [seed, truncation, query_x, query_y],
-              attn_maps, api_name=False, **live)
+              attn_maps, api_name=False, **live, **maps_queue)
         grid_button.click(grid, [seed, grid_count, truncation], grid_image, api_name="grid")
         gr.on([demo.load, seed_a.change, seed_b.change, t.change, truncation.change, method.change],
               interpolate, [seed_a, seed_b, t, truncation, method], between, api_name="interpolate", **live)

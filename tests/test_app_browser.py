@@ -1,10 +1,16 @@
 """The app in a real browser: Debian's headless Chromium driven by Playwright."""
 from __future__ import annotations
 
+import io
 import shutil
+import threading
+import time
 
+import numpy as np
 import pytest
+from PIL import Image
 
+import app
 from sagan import explore
 
 import playwright.sync_api as sync_api
@@ -17,14 +23,25 @@ TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser():
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(app_url)
-        yield page
+        yield browser
         browser.close()
+
+
+def open_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_url):
+    page = open_page(browser, app_url)
+    yield page
+    page.close()
 
 
 def image_sources(page, selector: str) -> list[str]:
@@ -69,6 +86,66 @@ def test_seed_slider_and_a_click_update_the_attention_maps(page):
     page.get_by_role("button", name="random seed").click()
     wait_for_change(page, face_sel, face, 1)
     assert page.locator("#seed input[type=number]").input_value() != "1"
+
+
+def shown_images(page, selector: str) -> list[np.ndarray]:
+    return [np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+            for src in image_sources(page, selector)]
+
+
+def click_pixel(page, x: int, y: int) -> None:
+    """Click the centre of native pixel (x, y), wherever and however large the face is laid out."""
+    image = page.locator("#face img")
+    box = image.bounding_box()
+    natural = image.evaluate("i => i.naturalWidth")
+    assert natural == SIZE * explore.UPSCALE
+    scale = box["width"] / natural
+    image.click(position={"x": (x + 0.5) * explore.UPSCALE * scale, "y": (y + 0.5) * explore.UPSCALE * scale})
+
+
+class SlowFirstMaps(explore.Explorer):
+    """The first query's maps take seconds, so a later click's maps, which take milliseconds, are
+    answered first."""
+
+    def __init__(self, g, first_query):
+        super().__init__(g)
+        self.first_query, self.first_answered = first_query, threading.Event()
+
+    def attention(self, seed, truncation, x, y):
+        if (x, y) != self.first_query:
+            return super().attention(seed, truncation, x, y)
+        time.sleep(3)
+        try:
+            return super().attention(seed, truncation, x, y)
+        finally:
+            self.first_answered.set()
+
+
+# Served from this process, Gradio's queue shows its own pandas deprecations (a subprocess's are not seen).
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.queueing")
+def test_the_maps_show_the_last_query_when_an_earlier_one_answers_later(browser, tiny_checkpoint):
+    centre = (SIZE // 2, SIZE // 2)
+    explorer = SlowFirstMaps(app.load_explorer(tiny_checkpoint).g, centre)
+    demo = app.build_demo(explorer)
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True,
+                            ssr_mode=False, quiet=True)
+    page = open_page(browser, url)
+    try:
+        wait_for_change(page, "#face img", [], 1)  # its maps (the centre's) are now being made
+        x, y = 5, 26
+        click_pixel(page, x, y)
+        while not explorer.first_answered.wait(0.1):
+            page.wait_for_timeout(100)
+        page.wait_for_timeout(2000)  # every answer sent so far has arrived and been drawn
+        assert page.locator("#query-x input").input_value() == str(x)
+        expected = [overlay for overlay, _ in explorer.attention(0, explore.TRUNCATION_OFF, x, y)]
+        shown = shown_images(page, "#attention img")
+        assert len(shown) == len(expected)
+        for got, want in zip(shown, expected):
+            np.testing.assert_array_equal(got, want)
+    finally:
+        page.close()
+        demo.close()
 
 
 def toast_text(page) -> str:
