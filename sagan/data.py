@@ -12,6 +12,7 @@ import io
 import os
 import warnings
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -48,11 +49,18 @@ def list_images(path: str | os.PathLike) -> list[str]:
     raise DataError(f"data path {str(path)!r} is neither a folder nor a .zip file.")
 
 
-def _read_all(path: Path, names: list[str]) -> list[bytes]:
+def _read_all(path: Path, names: list[str]) -> list[bytes | None]:
+    """Each file's bytes; None for one that cannot be read (a damaged zip member, an unreadable file),
+    which is then skipped like an image that cannot be decoded."""
+    def read(read_one, name):
+        try:
+            return read_one(name)
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError):
+            return None  # NotImplementedError: a zip compression method Python cannot decompress
     if path.is_dir():
-        return [(path / n).read_bytes() for n in names]
+        return [read(lambda n: (path / n).read_bytes(), n) for n in names]
     with zipfile.ZipFile(path) as zf:
-        return [zf.read(n) for n in names]
+        return [read(zf.read, n) for n in names]
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -127,11 +135,11 @@ def load_images(path: str | os.PathLike, image_size: int, cache_dir: str | os.Pa
 
     blobs = _read_all(path, names)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        decoded = list(pool.map(lambda b: decode_image(b, image_size), blobs, chunksize=64))
+        decoded = list(pool.map(lambda b: None if b is None else decode_image(b, image_size), blobs, chunksize=64))
     bad = [n for n, d in zip(names, decoded) if d is None]
     good = [d for d in decoded if d is not None]
     if bad:
-        warnings.warn(f"skipped {len(bad)} of {len(names)} files that could not be read as images "
+        warnings.warn(f"skipped {len(bad)} of {len(names)} files that could not be read or decoded as images "
                       f"(e.g. {', '.join(bad[:3])}).", stacklevel=2)
     if not good:
         raise DataError(f"none of the {len(names)} image files in {str(path)!r} could be decoded.")

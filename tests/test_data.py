@@ -63,6 +63,26 @@ def test_zip_data_set_matches_the_folder(tmp_path, faces_dir):
     assert torch.equal(load_images(archive, 16), load_images(faces_dir, 16))
 
 
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_a_damaged_zip_member_is_skipped_and_counted(tmp_path, faces_dir, compression):
+    """A member whose bytes were damaged (a bad CRC-32, or a deflate stream that no longer inflates)
+    is skipped like an undecodable image, not a crash that ends the run."""
+    archive = tmp_path / "faces.zip"
+    with zipfile.ZipFile(archive, "w", compression) as zf:
+        for path in sorted(faces_dir.iterdir()):
+            zf.write(path, path.name)
+        damaged = zf.getinfo("0003.jpg")
+    raw = bytearray(archive.read_bytes())
+    start = damaged.header_offset + 30 + len(damaged.filename) + len(damaged.extra)
+    for i in range(start + 20, start + 60):  # inside the member's data, past any header it starts with
+        raw[i] ^= 0x5A
+    archive.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="skipped 1 of 12 .*0003.jpg"):
+        images = load_images(archive, 16)
+    expected = load_images(faces_dir, 16)
+    assert torch.equal(images, torch.cat([expected[:3], expected[4:]]))
+
+
 def test_a_copied_zip_keeps_its_cache_key_and_changed_contents_do_not(tmp_path, faces_dir):
     def archive(name, files):
         with zipfile.ZipFile(tmp_path / name, "w") as zf:
