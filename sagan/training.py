@@ -102,20 +102,23 @@ def restore(models: Models, state: dict) -> None:
     models.step = int(state["step"])
     models.best_fid = float(state.get("best_fid", math.inf))
     torch.set_rng_state(state["rng"]["torch"])
-    if "cuda" in state["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    if torch.cuda.is_available():  # one state per GPU of the saving machine, which may have had more
+        for index, cuda_state in enumerate(state["rng"].get("cuda", [])[:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
-def ema_decay(cfg: TrainConfig, step: int) -> float:
-    """Per-step EMA decay for a half-life of ema_kimg thousand images (StyleGAN2-ADA's schedule).
+def ema_decay(cfg: TrainConfig, step: int, world: int = 1) -> float:
+    """Per-step EMA decay for a half-life of ema_kimg thousand images (StyleGAN2-ADA's schedule), when
+    each step trains on the global batch of ``world`` processes.
 
     The ramp-up shortens the half-life early in training, so the average never leans on the
     random weights of the first steps.
     """
+    images_per_step = cfg.batch_size * world
     half_life = cfg.ema_kimg * 1000
     if cfg.ema_rampup > 0:
-        half_life = min(half_life, step * cfg.batch_size * cfg.ema_rampup)
-    return 0.5 ** (cfg.batch_size / max(half_life, 1e-8))
+        half_life = min(half_life, step * images_per_step * cfg.ema_rampup)
+    return 0.5 ** (images_per_step / max(half_life, 1e-8))
 
 
 @torch.no_grad()
@@ -152,7 +155,7 @@ class StepInputs:
         self.indices.copy_(idx, non_blocking=True)
         for stream, gen in zip((0, 1, 2 + ranks.rank), self.generators):
             gen.manual_seed(stream_seed(cfg.seed, step, stream))
-        self.ema_weight.fill_(1.0 - ema_decay(cfg, step + 1))
+        self.ema_weight.fill_(1.0 - ema_decay(cfg, step + 1, ranks.world))
 
 
 def train_step(models: Models, G: nn.Module, D: nn.Module, real: torch.Tensor, z: torch.Tensor,

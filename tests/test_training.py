@@ -195,6 +195,17 @@ def test_ema_half_life_schedule():
     assert ema_decay(cfg, 10_000) == pytest.approx(0.5 ** (64 / 10_000))
 
 
+def test_ema_half_life_counts_the_images_of_every_process():
+    """Under torchrun a step trains on batch_size x world images: the half-life in images stays what
+    --ema-kimg says, ramp-up included, and the weight each rank's step applies says so too."""
+    per_rank, single = (tiny_train_config("", "", batch_size=b, ema_kimg=10.0, ema_rampup=0.05) for b in (16, 64))
+    for step in (1, 10, 100, 10_000):
+        assert ema_decay(per_rank, step, world=4) == pytest.approx(ema_decay(single, step))
+    inputs = StepInputs(16, CPU)
+    inputs.load(per_rank, 99, 1000, Distributed(rank=1, world=4))
+    assert inputs.ema_weight.item() == pytest.approx(1 - ema_decay(single, 100))
+
+
 def test_a_run_is_never_overwritten_nor_resumed_past_its_end(tmp_path, faces_dir):
     out = tmp_path / "run"
     train_tiny(faces_dir, out)
@@ -280,3 +291,19 @@ def test_resumed_run_remembers_its_best_validation_fid(tmp_path, faces_dir):
           tensorboard=False, extractor=extract, network="tiny")
     assert [e["step"] for e in _metrics(out)] == [2, 4]
     assert load_training_state(out / "checkpoints" / "best.pt")["step"] == 2  # step 4 scored worse
+
+
+def test_a_state_saved_with_more_gpus_than_this_machine_has_restores(monkeypatch):
+    """A run checkpointed on a 4-GPU machine resumes on a 1-GPU one: each GPU present gets its saved
+    random state, the missing ones are not asked for."""
+    cfg = tiny_train_config("", "")
+    models = build_models(cfg, CPU)
+    state = copy.deepcopy(training_state(models, cfg))
+    state["rng"]["cuda"] = [torch.full((16,), i, dtype=torch.uint8) for i in range(4)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: restored.append((int(s[0]), device)))
+    restore(build_models(cfg, CPU), state)
+    assert restored == [(0, 0)]
+
