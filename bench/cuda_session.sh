@@ -46,7 +46,7 @@ step() {  # step LIMIT_SECONDS COMMAND...: run with a hard limit, report and ret
     --export "$out/g_ema-final.safetensors" --export-dtype fp16
   for ckpt in $(ls "$run_dir"/checkpoints/step-*.pt 2>/dev/null | sort | tail -n 3); do
     name=$(basename "$ckpt" .pt)
-    python3 -c "from sagan.training import export_run; export_run('$run_dir', '$out/g_ema-$name.safetensors', 'fp16', '$name')" \
+    python3 -c "from sagan.checkpoint import export_run; export_run('$run_dir', '$out/g_ema-$name.safetensors', 'fp16', '$name')" \
       && echo "exported $name"
   done
   cp "$run_dir/config.json" "$run_dir/log.jsonl" "$out/" 2>/dev/null

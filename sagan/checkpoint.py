@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from safetensors import safe_open
 
-from .config import ModelConfig
+from .config import ModelConfig, TrainConfig
 from .networks import Generator
 
 STATE_VERSION = 1
@@ -52,6 +52,27 @@ def load_training_state(path: str | os.PathLike) -> dict:
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise CheckpointError(f"{str(path)!r} is not a sagan-anime training checkpoint of version {STATE_VERSION}.")
     return state
+
+
+def run_checkpoint(run_or_file: str | os.PathLike, which: str = "latest") -> Path:
+    """The checkpoint a path names: a run directory's checkpoints/<which>.pt, or the file itself."""
+    path = Path(run_or_file)
+    return path / "checkpoints" / f"{which}.pt" if path.is_dir() else path
+
+
+def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, dtype: str = "fp32", which: str = "latest") -> int:
+    """Export the EMA generator of a run's ``latest`` or ``best`` checkpoint without training; returns its step."""
+    source = run_checkpoint(run_dir, which)
+    if not source.is_file():
+        raise CheckpointError(
+            f"no {source}: only runs trained with --eval-every and --holdout keep a best checkpoint." if which == "best"
+            else f"nothing to export: no checkpoint at {str(source)!r}. --export alone exports the run in --out DIR; "
+                 "check --out, or train first with --data.")
+    state = load_training_state(source)
+    g = Generator(TrainConfig.from_dict(state["config"]).model)
+    g.load_state_dict(state["G_ema"])
+    export_generator(g, path, dtype=dtype, step=int(state["step"]))
+    return int(state["step"])
 
 
 def export_generator(g: Generator, path: str | os.PathLike, dtype: str = "fp32", step: int | None = None) -> None:

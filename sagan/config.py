@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 IMAGE_SIZES = (32, 64, 128)
 PRESETS = ("sagan", "seed", "dcgan")
+# The fields train.py may set that shape the networks (a resumed run cannot change them).
+MODEL_FLAGS = ("image_size", "z_dim", "conv_dim", "g_attn", "d_attn", "attn_pool")
 
 
 @dataclass
@@ -63,7 +65,8 @@ def preset(name: str, image_size: int = 64, **overrides) -> ModelConfig:
 
     seed:  the blog post's generator (attention on the two coarsest maps, 4x4 and 8x8).
     sagan: attention on the two finest generator maps (16x16, 32x32 at 64x64) and on the
-           discriminator's S/4 and S/8 maps, with pooled keys: the default, chosen for speed.
+           discriminator's S/4 and S/8 maps, with pooled keys: the default, attention where a
+           64x64 face has detail to relate, at a quarter of full attention's cost.
     dcgan: no attention at all, for measuring what attention buys.
     """
     if name not in PRESETS:
@@ -85,7 +88,7 @@ class TrainConfig:
     preset: str = "sagan"                     # attention placement preset the model was built from
     model: ModelConfig = field(default_factory=ModelConfig)  # network shape
     steps: int = 10_000                       # total generator updates (one D update each)
-    max_minutes: float = 0.0                  # stop early, checkpointed, once this much wall time has passed; 0: no limit
+    max_minutes: float = 0.0                  # stop early, checkpointed, after this many minutes; 0: no limit
     batch_size: int = 64                      # images per step, real and fake each
     lr_g: float = 1e-4                        # generator Adam learning rate (TTUR)
     lr_d: float = 4e-4                        # discriminator Adam learning rate (TTUR)
@@ -130,6 +133,11 @@ class TrainConfig:
                 raise ValueError(f"{_flag(name)} must be above 0, not {getattr(self, name)}.")
         if self.eval_every > 0 and self.eval_samples < 2:
             raise ValueError(f"--eval-samples must be at least 2 for a FID, not {self.eval_samples}.")
+        if not 1 <= self.num_grid <= 1024:
+            raise ValueError(f"--num-grid must be from 1 to 1024 faces, not {self.num_grid}.")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{_flag(name)} must be at least 0 and below 1, not {getattr(self, name)}.")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -141,6 +149,32 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training config field(s) {sorted(unknown)}.")
         return cls(**values)
+
+
+def from_flags(flags: dict, saved: dict | None = None) -> TrainConfig:
+    """A run's config: the defaults, then a resumed run's ``saved`` config, then the train.py ``flags``
+    given (by field name; MODEL_FLAGS and ``preset`` build a new run's networks and cannot change a
+    resumed one's)."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
+    unknown = set(flags) - fields - set(MODEL_FLAGS)
+    if unknown:
+        raise ValueError(f"unknown training option(s) {sorted(unknown)}.")
+    if saved is not None:
+        cfg = TrainConfig.from_dict(saved)
+        changed = {k for k in MODEL_FLAGS if k in flags and flags[k] != getattr(cfg.model, k)}
+        if flags.get("preset", cfg.preset) != cfg.preset:
+            changed.add("preset")
+        if changed:
+            raise ValueError(f"cannot change {', '.join(_flag(k) for k in sorted(changed))} when resuming: "
+                             "the checkpoint's networks are fixed (start a new run with another --out to change them).")
+    else:
+        cfg = TrainConfig(preset=flags.get("preset", TrainConfig.preset))
+        cfg.model = preset(cfg.preset, flags.get("image_size", ModelConfig.image_size),
+                           **{k: flags[k] for k in MODEL_FLAGS if k in flags and k != "image_size"})
+    for k in fields - {"preset"}:
+        if k in flags:
+            setattr(cfg, k, flags[k])
+    return cfg
 
 
 def _flag(field_name: str) -> str:

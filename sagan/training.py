@@ -13,6 +13,7 @@ import contextlib
 import copy
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .augment import diff_augment, parse_policy
-from .checkpoint import STATE_VERSION, export_generator, load_training_state
+from .checkpoint import STATE_VERSION, export_generator
 from .config import TrainConfig
 from .data import batch_indices, load_images, real_batch, stream_seed
 from .distributed import Distributed, init_distributed, out_of_time, sync_buffers, wrap_ddp
@@ -265,8 +266,9 @@ def validation(cfg: TrainConfig, extractor: Extractor, network: str) -> Callable
 
 def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None = None,
           export_dtype: str = "fp32", progress: bool = True, tensorboard: bool = True,
-          extractor: Extractor | None = None, network: str = "") -> Models:
-    """Train (or continue training) as ``cfg`` says; returns the models at the final step.
+          extractor: Extractor | None = None, network: str = "", resume_from: Path | None = None) -> Models:
+    """Train (or continue training ``resume_state``, loaded from the file ``resume_from``) as ``cfg``
+    says; returns the models at the final step. ``cfg.max_minutes`` counts from this call.
 
     Run under torchrun, each process trains on its share of a global batch of
     ``batch_size * world_size`` images. With ``cfg.eval_every``, rank 0 measures FID with
@@ -274,14 +276,18 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     """
     device = resolve_device(cfg.device)
     with cuda_speed_settings(device):
-        return _train(cfg, device, resume_state, export, export_dtype, progress, tensorboard, extractor, network)
+        return _train(cfg, device, resume_state, resume_from, export, export_dtype, progress, tensorboard,
+                      extractor, network)
 
 
-def _train(cfg: TrainConfig, device: torch.device, resume_state: dict | None, export: str | None,
-           export_dtype: str, progress: bool, tensorboard: bool, extractor: Extractor | None,
+def _train(cfg: TrainConfig, device: torch.device, resume_state: dict | None, resume_from: Path | None,
+           export: str | None, export_dtype: str, progress: bool, tensorboard: bool, extractor: Extractor | None,
            network: str) -> Models:
+    started = time.perf_counter()  # --max-minutes includes decoding the data and the holdout's statistics
     cfg.check()
-    check_run_directory(Path(cfg.out), resume_state, cfg.steps)
+    check_run_directory(Path(cfg.out), resume_state, cfg.steps, resume_from)
+    if cfg.cache_dir:
+        check_writable_directory(Path(cfg.cache_dir), "--cache-dir")
     if cfg.eval_every > 0 and cfg.holdout <= 0:
         raise TrainingError("--eval-every measures FID on the validation split: add --holdout N (e.g. 2000).")
     ranks, device = init_distributed(device)
@@ -321,7 +327,7 @@ def _train(cfg: TrainConfig, device: torch.device, resume_state: dict | None, ex
     bar = tqdm(total=cfg.steps, initial=models.step, disable=not (progress and ranks.main), unit="step",
                dynamic_ncols=True)
     loss_sums = torch.zeros(2, device=device)
-    started = window_start = time.perf_counter()
+    window_start = time.perf_counter()
     window_steps, done = 0, models.step >= cfg.steps
     try:
         while not done:
@@ -373,36 +379,35 @@ def _train(cfg: TrainConfig, device: torch.device, resume_state: dict | None, ex
     return models
 
 
-def check_run_directory(out: Path, resume_state: dict | None, steps: int) -> None:
-    """Refuse what would overwrite a run or train nothing: a new run where one is already saved,
-    a resumed run already at ``steps``, an ``out`` that is a file."""
+def check_run_directory(out: Path, resume_state: dict | None, steps: int, resume_from: Path | None = None) -> None:
+    """Refuse what would overwrite a run, train nothing or fail only at the first write: a new run
+    where one is already saved, a run resumed from ``resume_from`` into another run's directory, a
+    resumed run already at ``steps``, an ``out`` that is a file or cannot be written."""
     if out.exists() and not out.is_dir():
         raise TrainingError(f"--out {str(out)!r} is a file: give a directory for the run.")
-    if resume_state is None and (out / "checkpoints" / "latest.pt").is_file():
+    check_writable_directory(out, "--out")
+    latest = out / "checkpoints" / "latest.pt"
+    if resume_state is None and latest.is_file():
         raise TrainingError(f"{str(out)!r} already holds a run (checkpoints/latest.pt): continue it with --resume, "
                             "or start a new one with another --out.")
+    if resume_from is not None and latest.is_file() and resume_from.resolve().parent != latest.resolve().parent:
+        raise TrainingError(f"{str(out)!r} already holds another run (checkpoints/latest.pt), which continuing "
+                            f"{str(resume_from)!r} there would overwrite: choose an empty --out, or leave --out out "
+                            "to continue in the checkpoint's own run directory.")
     if resume_state is not None and int(resume_state["step"]) >= steps:
         raise TrainingError(f"the run is already at step {int(resume_state['step'])} and --steps is {steps}: "
                             "raise --steps to train further (--export PATH alone exports it).")
+
+
+def check_writable_directory(path: Path, flag: str) -> None:
+    """Refuse a directory that cannot be created or written to, before any data is read."""
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        raise TrainingError(f"cannot write {flag} {str(path)!r}: {str(existing)!r} is not a writable directory. "
+                            f"Choose another {flag}.")
 
 
 def _gammas(g: nn.Module) -> float:
     """Mean |gamma| of the generator's attention layers: how much attention contributes."""
     values = [m.gamma.abs().item() for name, m in g.named_modules() if hasattr(m, "gamma")]
     return sum(values) / len(values) if values else 0.0
-
-
-def export_run(run_dir: str | Path, path: str, dtype: str = "fp32", checkpoint: str = "latest") -> int:
-    """Export the EMA generator of a run's ``latest`` or ``best`` checkpoint without training; returns its step."""
-    source = Path(run_dir) / "checkpoints" / f"{checkpoint}.pt"
-    if checkpoint == "best" and not source.is_file():
-        raise TrainingError(f"no {source}: only runs trained with --eval-every and --holdout keep a best checkpoint.")
-    if not source.is_file():
-        raise TrainingError(f"nothing to export: no checkpoint at {str(source)!r}. --export alone exports the run "
-                            "in --out DIR; check --out, or train first with --data.")
-    state = load_training_state(source)
-    cfg = TrainConfig.from_dict(state["config"])
-    g = Generator(cfg.model)
-    g.load_state_dict(state["G_ema"])
-    export_generator(g, path, dtype=dtype, step=int(state["step"]))
-    return int(state["step"])

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from sagan.config import ModelConfig, TrainConfig, preset
+from sagan.config import ModelConfig, TrainConfig, from_flags, preset
 
 
 @pytest.mark.parametrize("size", [32, 64, 128])
@@ -42,6 +42,9 @@ def test_train_config_json_round_trip():
     ("max_minutes", float("nan"), "--max-minutes must be 0 or more, not nan"),
     ("lr_g", -1.0, "--lr-g must be above 0"),
     ("ema_kimg", 0.0, "--ema-kimg must be above 0"),
+    ("num_grid", 0, "--num-grid must be from 1 to 1024 faces, not 0"),
+    ("beta1", 1.0, "--beta1 must be at least 0 and below 1, not 1.0"),
+    ("beta2", -0.1, "--beta2 must be at least 0 and below 1"),
 ])
 def test_unusable_training_values_name_their_flag(field, value, message):
     TrainConfig().check()  # the defaults are usable
@@ -53,3 +56,21 @@ def test_validation_needs_two_samples_only_when_it_runs():
     TrainConfig(eval_samples=0).check()
     with pytest.raises(ValueError, match="--eval-samples must be at least 2"):
         TrainConfig(eval_every=10, eval_samples=1).check()
+
+
+def test_a_new_runs_flags_build_its_networks_and_options():
+    cfg = from_flags({"preset": "seed", "image_size": 32, "conv_dim": 16, "steps": 5, "beta2": 0.99})
+    assert cfg.model == preset("seed", 32, conv_dim=16)
+    assert (cfg.preset, cfg.steps, cfg.beta2, cfg.lr_g) == ("seed", 5, 0.99, TrainConfig().lr_g)
+    assert from_flags({}) == TrainConfig()
+
+
+def test_a_resumed_run_keeps_its_saved_options_unless_a_flag_overrides_them():
+    saved = dataclasses.asdict(TrainConfig(model=preset("dcgan", 32), preset="dcgan", steps=100, lr_d=1e-3))
+    cfg = from_flags({"steps": 200, "image_size": 32}, saved)
+    assert (cfg.model, cfg.preset, cfg.steps, cfg.lr_d) == (preset("dcgan", 32), "dcgan", 200, 1e-3)
+    with pytest.raises(ValueError, match="cannot change --conv-dim, --preset when resuming"):
+        from_flags({"preset": "sagan", "conv_dim": 32}, saved)
+    with pytest.raises(ValueError, match=r"unknown training option\(s\) \['export'\]"):
+        from_flags({"export": "g.safetensors"})
+

@@ -32,7 +32,7 @@ def test_cli_trains_resumes_and_exports(tmp_path, faces_dir):
     assert again.returncode == 0, again.stderr
     assert load_training_state(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 3
     refused = _cli("--resume", "--preset", "dcgan", "--out", str(tmp_path / "run"))
-    assert refused.returncode == 2 and "cannot change ['preset']" in refused.stderr
+    assert refused.returncode == 2 and "cannot change --preset when resuming" in refused.stderr
     export = _cli("--out", str(tmp_path / "run"), "--export", str(tmp_path / "g.safetensors"))
     assert export.returncode == 0 and "step 3" in export.stdout
     assert load_generator(tmp_path / "g.safetensors").cfg.image_size == 32
@@ -68,6 +68,12 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     (["--export-dtype", "fp16"], "--export-dtype says how --export writes: add --export"),
     (["--export", "{tmp}"], "cannot export to '{tmp}': it is a directory"),
     (["--resume"], "nothing to resume: no checkpoint at '{tmp}/run/checkpoints/latest.pt'. Start a new run"),
+    (["--export", "{tmp}/g.safetensors", "--export-best"], "--export-best exports the state with the lowest "
+     "validation FID: add --eval-every N and --holdout N"),
+    (["--out", "{tmp}/faces/0000.jpg/run"], "cannot write --out '{tmp}/faces/0000.jpg/run': "
+     "'{tmp}/faces/0000.jpg' is not a writable directory"),
+    (["--cache-dir", "{tmp}/faces/0001.jpg/cache"], "cannot write --cache-dir"),
+    (["--num-grid", "0"], "--num-grid must be from 1 to 1024 faces"),
 ])
 def test_cli_misuse_is_one_line_before_anything_is_written(args, message, tmp_path, faces_dir, capsys):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -136,3 +142,30 @@ def test_validation_needs_a_holdout_split_and_best_export_needs_validation(tmp_p
     bad_net = _cli("--data", str(faces_dir), "--out", str(tmp_path / "b"), "--holdout", "4", "--eval-every", "2",
                    "--inception", str(tmp_path / "missing.pt"), "--device", "cpu")
     assert bad_net.returncode == 2 and "no Inception network" in bad_net.stderr
+
+
+def test_resuming_into_another_runs_directory_is_refused(tmp_path, faces_dir, capsys):
+    """--resume RUN_A --out RUN_B would overwrite RUN_B's checkpoints: refused, RUN_B untouched. An empty
+    --out, or the run's own directory, is where a resumed run goes."""
+    train_tiny(faces_dir, tmp_path / "a")
+    train_tiny(faces_dir, tmp_path / "b")
+    b_latest = (tmp_path / "b" / "checkpoints" / "latest.pt").read_bytes()
+    assert train_cli.main(["--resume", str(tmp_path / "a"), "--out", str(tmp_path / "b"), "--steps", "5",
+                           "--no-progress"]) == 2
+    assert "already holds another run" in capsys.readouterr().err
+    assert (tmp_path / "b" / "checkpoints" / "latest.pt").read_bytes() == b_latest
+    assert train_cli.main(["--resume", str(tmp_path / "a"), "--out", str(tmp_path / "branch"), "--steps", "4",
+                           "--no-progress"]) == 0
+    assert train_cli.main(["--resume", str(tmp_path / "a" / "checkpoints" / "step-0000002.pt"), "--out",
+                           str(tmp_path / "a"), "--steps", "4", "--no-progress"]) == 0  # back to step 2, same run
+    assert load_training_state(tmp_path / "a" / "checkpoints" / "latest.pt")["step"] == 4
+
+
+def test_a_failed_write_mid_run_is_one_line_naming_the_file(tmp_path, faces_dir, monkeypatch, capsys):
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "run" / "checkpoints" / "latest.pt"))
+    monkeypatch.setattr(train_cli, "train", disk_full)
+    assert train_cli.main(["--data", str(faces_dir), "--out", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == (f"error: cannot read or write {tmp_path / 'run' / 'checkpoints' / 'latest.pt'}: "
+                                       "No space left on device.\n")
+

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sagan.augment import parse_policy
-from sagan.checkpoint import export_generator, load_generator, load_training_state
+from sagan.checkpoint import export_generator, export_run, load_generator, load_training_state
 from sagan.config import TrainConfig
 from sagan.data import batch_indices, load_images
 from sagan.distributed import Distributed
@@ -16,7 +16,7 @@ from sagan.graphs import set_capturable
 from sagan.losses import d_hinge_loss
 from sagan.networks import Generator
 from sagan.training import (Iteration, StepInputs, TrainingError, build_models, cuda_speed_settings, ema_decay,
-                            export_run, make_autocast, restore, train, train_step, training_state)
+                            make_autocast, restore, train, train_step, training_state)
 from tests.factories import tiny_train_config, train_tiny
 
 CPU = torch.device("cpu")
@@ -275,7 +275,7 @@ def test_validation_fid_is_logged_and_the_best_state_kept(tmp_path, faces_dir, o
     assert load_training_state(out / "checkpoints" / "latest.pt")["best_fid"] == min(fids)
     logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["metrics/fid"] for r in logged if "metrics/fid" in r] == fids
-    step = export_run(out, str(tmp_path / "best.safetensors"), checkpoint="best")
+    step = export_run(out, str(tmp_path / "best.safetensors"), which="best")
     assert step == best_step
     g = load_generator(tmp_path / "best.safetensors")
     assert all(torch.equal(g.state_dict()[k], v) for k, v in best["G_ema"].items())
