@@ -18,10 +18,12 @@ import collections
 import functools
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
 import uuid
+import weakref
 from pathlib import Path
 
 import gradio as gr
@@ -116,6 +118,7 @@ class ServedFiles:
     def __init__(self, keep: int = 256):
         self.root = Path(tempfile.mkdtemp(prefix="sagan-app-"))
         self.keep, self.recent, self.lock = keep, collections.deque(), threading.Lock()
+        weakref.finalize(self, shutil.rmtree, self.root, True)  # at the latest when the app exits
 
     def path(self, name: str) -> Path:
         """A fresh path ending in ``name`` (the name a download gets)."""
@@ -208,7 +211,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
             grid_image = gr.Image(label="consecutive seeds", show_label=False, format="png", interactive=False,
                                   elem_classes="pixelated", buttons=["download", "fullscreen"])
         with gr.Tab("Interpolation"):
-            gr.Markdown("A straight walk through latent space from seed A to seed B, with the truncation "
+            gr.Markdown("A walk through latent space from seed A to seed B, with the truncation "
                         "set on the first tab. Smooth changes mean the generator learned a continuous space. "
                         "**make walk** lays its frames out below, row by row, and as a looping GIF.")
             with gr.Row():
@@ -278,6 +281,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # SIGTERM (how a Space or a container is stopped) closes the app as Ctrl-C does, so the served
+    # files are removed on the way out instead of left in the temp directory.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         explorer = load_explorer(args.checkpoint)
     except CheckpointError as e:

@@ -43,8 +43,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(checkpoint: str, port: int, log) -> subprocess.Popen:
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+def start_app(checkpoint: str, port: int, log, env: dict | None = None) -> subprocess.Popen:
+    """``python app.py`` serving ``checkpoint`` on loopback, with ``env`` added to this environment."""
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", **(env or {}))
     return subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--checkpoint", checkpoint,
                              "--host", "127.0.0.1", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -4,7 +4,7 @@ For each preset both run on the same architecture, batch size and device, timed 
 rounds so drift in machine load hits both alike. On a GPU the project's steps run with the settings
 train.py trains with (TF32 matrix products, cuDNN autotuning); the reference's with PyTorch's
 defaults, as the seed leaves them. Prints img/s for each and, last, the speedup of
-the default preset.
+the first preset listed (sagan unless --presets says otherwise).
 
     python bench/train_speed.py                       # CPU, all presets
     python bench/train_speed.py --device cuda --presets sagan

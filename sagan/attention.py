@@ -19,16 +19,15 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, channels: int, pool: bool = False, sn: bool = True):
+    def __init__(self, channels: int, pool: bool = False):
         super().__init__()
-        wrap = spectral_norm if sn else (lambda m: m)
         self.pool = pool
         value_channels = channels // 2 if pool else channels
-        self.query = wrap(nn.Conv2d(channels, channels // 8, 1, bias=False))
-        self.key = wrap(nn.Conv2d(channels, channels // 8, 1, bias=False))
-        self.value = wrap(nn.Conv2d(channels, value_channels, 1, bias=False))
+        self.query = spectral_norm(nn.Conv2d(channels, channels // 8, 1, bias=False))
+        self.key = spectral_norm(nn.Conv2d(channels, channels // 8, 1, bias=False))
+        self.value = spectral_norm(nn.Conv2d(channels, value_channels, 1, bias=False))
         # Pooled values are projected back to C channels, as in the official implementation.
-        self.out = wrap(nn.Conv2d(value_channels, channels, 1, bias=False)) if pool else nn.Identity()
+        self.out = spectral_norm(nn.Conv2d(value_channels, channels, 1, bias=False)) if pool else nn.Identity()
         self.softmax = nn.Softmax(dim=-1)
         self.gamma = nn.Parameter(torch.zeros(1))
 

@@ -123,7 +123,7 @@ def load_images(path: str | os.PathLike, image_size: int, cache_dir: str | os.Pa
         raise DataError(f"no images ({', '.join(EXTENSIONS)}) found in {str(path)!r}.")
     if holdout < 0 or holdout >= len(names):
         raise DataError(f"--holdout {holdout} must be between 0 and the number of image files ({len(names)}) - 1 "
-                        "(a resumed run keeps the --holdout it started with).")
+                        "(a resumed training run keeps the --holdout it started with).")
     cut = len(names) - holdout
     names = {"train": names[:cut], "holdout": names[cut:], "all": names}[split]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,25 @@ def test_served_files_are_fresh_paths_deleted_once_enough_newer_ones_exist():
     assert len(set(paths)) == 3 and {p.name for p in paths} == {"face.png"}
     assert not paths[0].exists() and paths[1].is_file() and paths[2].is_file()
     np.testing.assert_array_equal(np.asarray(Image.open(paths[2])), image)
+
+
+def test_stopping_the_app_removes_its_served_files(tiny_checkpoint, tmp_path):
+    """A Space or a container is stopped with SIGTERM: the app closes as on Ctrl-C, and its folder of
+    served images goes with it rather than staying behind in the temp directory."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from load_app import free_port, start_app, stop_app, wait_until_up
+    port = free_port()
+    with open(tmp_path / "app.log", "wb") as log:
+        proc = start_app(str(tiny_checkpoint), port, log, env={"TMPDIR": str(tmp_path)})
+    try:
+        wait_until_up(proc, f"http://127.0.0.1:{port}/", time.monotonic() + 120)
+        Client(f"http://127.0.0.1:{port}/", verbose=False).predict(seed=3, truncation=OFF, api_name="/generate")
+        (served,) = tmp_path.glob("sagan-app-*")
+        assert any(served.rglob("face.png"))
+    finally:
+        stop_app(proc)
+    assert proc.returncode == 0, (tmp_path / "app.log").read_text()
+    assert not served.exists()
 
 
 @pytest.mark.parametrize("api_name, kwargs, message", [

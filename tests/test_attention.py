@@ -42,7 +42,7 @@ def test_forward_is_the_papers_formula(pool):
     """o_j = sum_i softmax_i(q_j . k_i) v_i, y = x + gamma * o (values 2x2 max-pooled and projected
     back to C channels when pooled), written out with einsum."""
     torch.manual_seed(0)
-    attn = SelfAttention(16, pool=pool, sn=False)
+    attn = SelfAttention(16, pool=pool).eval()  # eval: .weight is the spectrally normalised weight forward uses
     attn.gamma.data.fill_(0.7)
     x = torch.randn(2, 16, 8, 8)
 
