@@ -37,7 +37,15 @@ from sagan.checkpoint import CheckpointError, load_generator
 
 # Next to this file, so `python path/to/app.py` works from any directory.
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "checkpoints" / "anime64.safetensors")
-CSS = ".pixelated img { image-rendering: pixelated; }"
+# On a phone two maps side by side were 150 px wide with clipped captions: there, one map per row,
+# all rows shown (the gallery would otherwise scroll inside a box of fixed height).
+CSS = """
+.pixelated img { image-rendering: pixelated; }
+@media (max-width: 640px) {
+  #attention .grid-container { --grid-cols: 1 !important; }
+  #attention .grid-wrap { max-height: none !important; }
+}
+"""
 UI_MAX_SEED = 9_999  # the sliders' range, fine enough to drag; the API takes any seed up to explore.MAX_SEED
 WALK_COLUMNS = 8  # frames per row of the walk's strip
 

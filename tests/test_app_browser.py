@@ -148,6 +148,24 @@ def test_the_maps_show_the_last_query_when_an_earlier_one_answers_later(browser,
         demo.close()
 
 
+def test_on_a_phone_each_map_is_full_width_with_its_whole_caption(browser, app_url):
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(app_url)
+        wait_for_change(page, "#attention img", [], 2)
+        layout = page.evaluate("""() => {
+            const wrap = document.querySelector('#attention .grid-wrap');
+            return {widths: [...document.querySelectorAll('#attention img')].map(i => i.getBoundingClientRect().width),
+                    clipped: [...document.querySelectorAll('#attention .caption-label')].map(
+                        c => c.scrollWidth > c.clientWidth),
+                    scrolls: wrap.scrollHeight > wrap.clientHeight};
+        }""")
+        assert min(layout["widths"]) > 300 and layout["clipped"] == [False, False] and not layout["scrolls"], layout
+    finally:
+        page.close()
+
+
 def toast_text(page) -> str:
     return "\n".join(page.locator('[data-testid="toast-body"]').all_inner_texts())
 
