@@ -9,8 +9,8 @@
 - ``click_to_pixel`` / ``query_index``: a click on the upscaled face -> a native pixel -> the row
   of one layer's attention matrix (queries are row-major over that layer's feature map).
 - ``attention_overlay``: that row as a heatmap over the face, the clicked point and query cell marked.
-- ``Explorer``: one loaded generator, a lock and an LRU cache keyed by (seed, truncation), so a
-  slider move costs one forward pass and a click none.
+- ``Explorer``: one loaded generator, a lock and an LRU cache keyed by (seed, truncation) and
+  bounded in bytes, so a slider move costs one forward pass and a click none.
 """
 from __future__ import annotations
 
@@ -178,8 +178,16 @@ def describe_layer(attn_map: AttentionMap, x: int, y: int, image_size: int) -> s
             f"γ {attn_map.gamma:+.2f} · peak {float(row.max()) * row.numel():.0f}x")
 
 
+def nbytes(value: Render | np.ndarray) -> int:
+    """Memory a cached render (its face and attention matrices) or image array holds."""
+    if isinstance(value, Render):
+        return value.face.nbytes + sum(m.weights.numel() * m.weights.element_size() for m in value.attn_maps)
+    return value.nbytes
+
+
 class Explorer:
-    """A generator loaded once, with an LRU cache of renders.
+    """A generator loaded once, with an LRU cache of renders bounded in bytes, not entries: a
+    128x128 face's attention matrices take 16 times the memory of a 64x64 one's.
 
     Every forward pass runs under one lock: ``capture_attention`` hooks the shared model, so two
     passes at once would record into each other's lists. Grids and walks run one face per forward
@@ -187,13 +195,13 @@ class Explorer:
     the same pixels wherever it appears.
     """
 
-    def __init__(self, g: Generator, cache_size: int = 64):
+    def __init__(self, g: Generator, cache_bytes: int = 256 * 2 ** 20):
         self.g = g.eval()
         self.image_size = g.cfg.image_size
         self.z_dim = g.cfg.z_dim
         self._lock = threading.Lock()
         self._cache: OrderedDict = OrderedDict()
-        self._cache_size = cache_size
+        self._cache_bytes, self._cached_bytes = cache_bytes, 0
 
     def _cached(self, key, compute):
         with self._lock:
@@ -202,8 +210,9 @@ class Explorer:
                 return self._cache[key]
             value = compute()
             self._cache[key] = value
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._cached_bytes += nbytes(value)
+            while self._cached_bytes > self._cache_bytes and len(self._cache) > 1:  # the newest always stays
+                self._cached_bytes -= nbytes(self._cache.popitem(last=False)[1])
             return value
 
     def face(self, seed: float, truncation: float) -> Render:

@@ -75,7 +75,10 @@ def test_a_click_or_attention_update_reuses_the_cached_forward_pass(tiny_checkpo
 
 
 def test_the_render_cache_forgets_the_least_recently_used_face(tiny_checkpoint):
-    small = explore.Explorer(app.load_explorer(tiny_checkpoint).g, cache_size=2)
+    g = app.load_explorer(tiny_checkpoint).g
+    one_face = explore.nbytes(explore.Explorer(g).face(0, OFF))
+    assert one_face > 32 * 32 * 3  # the attention matrices are counted, not the face alone
+    small = explore.Explorer(g, cache_bytes=int(2.5 * one_face))  # room for two faces
     forwards = []
     small.g.register_forward_hook(lambda *_: forwards.append(1))
     for seed in (1, 2, 1, 3):  # 3 evicts 2, the least recently used, and keeps 1
