@@ -3,6 +3,7 @@ validation, and the refusals that keep a run from being overwritten."""
 import contextlib
 import copy
 import json
+import time
 
 import pytest
 import torch
@@ -307,3 +308,18 @@ def test_a_state_saved_with_more_gpus_than_this_machine_has_restores(monkeypatch
     restore(build_models(cfg, CPU), state)
     assert restored == [(0, 0)]
 
+
+
+def test_the_time_limit_counts_the_data_loading_too(tmp_path, faces_dir, monkeypatch):
+    """--max-minutes is a budget for the whole call: a run whose data took longer than the budget to
+    load stops at its first log step, checkpointed."""
+    import sagan.training as training
+    load = training.load_images
+
+    def slow_load(*args, **kwargs):
+        time.sleep(3.0)
+        return load(*args, **kwargs)
+    monkeypatch.setattr(training, "load_images", slow_load)
+    models = train_tiny(faces_dir, tmp_path / "run", steps=1000, max_minutes=2 / 60, log_every=1, ckpt_every=100)
+    assert models.step == 1
+    assert load_training_state(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 1
