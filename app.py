@@ -245,7 +245,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
         live = dict(show_progress="hidden", trigger_mode="always_last")
         random_seed.click(None, None, seed, js=f"() => Math.floor(Math.random() * {UI_MAX_SEED + 1})")
         # Two listeners draw the maps: one queue, one request at a time, answers them in the order they
-        # were sent, so a slow earlier request (a new face) cannot overwrite a later click's maps.
+        # reach the server, so a slow earlier request (a new face) cannot overwrite a later click's maps.
         maps_queue = dict(concurrency_id="attention", concurrency_limit=1)
         # The maps follow the face only once it rendered: a bad seed or truncation is reported once.
         gr.on([demo.load, seed.change, truncation.change], generate, [seed, truncation], face,
@@ -289,15 +289,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    # SIGTERM (how a Space or a container is stopped) closes the app as Ctrl-C does, so the served
-    # files are removed on the way out instead of left in the temp directory.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         explorer = load_explorer(args.checkpoint)
     except CheckpointError as e:
         print(f"error: cannot load the checkpoint: {str(e).rstrip('.')}. Choose another with "
               "--checkpoint PATH or SAGAN_CHECKPOINT=PATH.", file=sys.stderr)
         sys.exit(2)
+    # SIGTERM (how a Space or a container is stopped) closes the app as Ctrl-C does, so the served
+    # files are removed on the way out instead of left in the temp directory.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     # share=False explicitly: it also overrides GRADIO_SHARE=True. No allowed_paths: the file route
     # serves only Gradio's cache, where the outputs are copied.
     try:

@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--out", help=f"run directory (default {d.out})")
     a("--steps", type=int, help=f"total training steps (default {d.steps})")
     a("--max-minutes", type=float, help="stop (checkpointed, exported) at the first log step after this many "
-      "minutes of this invocation, data loading included; --resume continues (default 0: no limit)")
+      "minutes from the start of training, reading the data included; --resume continues (default 0: no limit)")
     a("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
     a("--image-size", type=int, choices=(32, 64, 128), help="output resolution (default 64)")
     a("--preset", choices=PRESETS, help="attention placement: sagan (default), seed or dcgan")
@@ -116,6 +116,8 @@ def main(argv=None) -> int:
             resume_from = Path(args.out or TrainConfig().out) / "checkpoints" / "latest.pt"
         elif args.resume:
             resume_from = run_checkpoint(args.resume)
+            if not args.out and resume_from.parent.name == "checkpoints":  # continue where it lies, moved or not
+                flags["out"] = str(resume_from.parent.parent)
         if resume_from is not None and not resume_from.is_file():
             raise TrainingError(f"nothing to resume: no checkpoint at {str(resume_from)!r}. Start a new run with "
                                 "--data FOLDER_OR_ZIP (no --resume), or point --out at an existing run.")

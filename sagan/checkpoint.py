@@ -54,15 +54,18 @@ def load_training_state(path: str | os.PathLike) -> dict:
     return state
 
 
-def run_checkpoint(run_or_file: str | os.PathLike, which: str = "latest") -> Path:
-    """The checkpoint a path names: a run directory's checkpoints/<which>.pt, or the file itself."""
+def run_checkpoint(run_or_file: str | os.PathLike) -> Path:
+    """The checkpoint a path names: a run directory's checkpoints/latest.pt, or the file itself."""
     path = Path(run_or_file)
-    return path / "checkpoints" / f"{which}.pt" if path.is_dir() else path
+    return path / "checkpoints" / "latest.pt" if path.is_dir() else path
 
 
 def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, dtype: str = "fp32", which: str = "latest") -> int:
-    """Export the EMA generator of a run's ``latest`` or ``best`` checkpoint without training; returns its step."""
-    source = run_checkpoint(run_dir, which)
+    """Export the EMA generator of a run's checkpoints/<which>.pt (``latest``, ``best``, ``step-0002000``)
+    without training; returns its step."""
+    if Path(run_dir).is_file():
+        raise CheckpointError(f"{str(run_dir)!r} is a file: --out names a run directory, the one holding checkpoints/.")
+    source = Path(run_dir) / "checkpoints" / f"{which}.pt"
     if not source.is_file():
         raise CheckpointError(
             f"no {source}: only runs trained with --eval-every and --holdout keep a best checkpoint." if which == "best"

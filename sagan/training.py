@@ -310,6 +310,13 @@ def _train(cfg: TrainConfig, device: torch.device, resume_state: dict | None, re
     models = build_models(cfg, device)
     if resume_state is not None:
         restore(models, resume_state)
+        # The optimizers' saved hyper-parameters give way to the config's, where --lr-g and the like
+        # changed them for the rest of the run.
+        for opt, lr in ((models.opt_g, cfg.lr_g), (models.opt_d, cfg.lr_d)):
+            for group in opt.param_groups:
+                group["lr"], group["betas"] = lr, (cfg.beta1, cfg.beta2)
+        if not (Path(cfg.out) / "checkpoints" / "best.pt").is_file():
+            models.best_fid = math.inf  # a branch into a new --out keeps its own best.pt, from its own FIDs
     G, D = maybe_compile(models.G, cfg.compile), maybe_compile(models.D, cfg.compile)
     if ranks.world > 1:
         G, D = wrap_ddp(G, device, cfg.sync_bn), wrap_ddp(D, device, False)
@@ -392,8 +399,8 @@ def check_run_directory(out: Path, resume_state: dict | None, steps: int, resume
                             "or start a new one with another --out.")
     if resume_from is not None and latest.is_file() and resume_from.resolve().parent != latest.resolve().parent:
         raise TrainingError(f"{str(out)!r} already holds another run (checkpoints/latest.pt), which continuing "
-                            f"{str(resume_from)!r} there would overwrite: choose an empty --out, or leave --out out "
-                            "to continue in the checkpoint's own run directory.")
+                            f"{str(resume_from)!r} there would overwrite: choose another --out (an empty directory "
+                            "starts a branch of the resumed run).")
     if resume_state is not None and int(resume_state["step"]) >= steps:
         raise TrainingError(f"the run is already at step {int(resume_state['step'])} and --steps is {steps}: "
                             "raise --steps to train further (--export PATH alone exports it).")

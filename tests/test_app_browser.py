@@ -134,7 +134,9 @@ def test_the_maps_show_the_last_query_when_an_earlier_one_answers_later(browser,
         wait_for_change(page, "#face img", [], 1)  # its maps (the centre's) are now being made
         x, y = 5, 26
         click_pixel(page, x, y)
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
         while not explorer.first_answered.wait(0.1):
+            assert time.monotonic() < deadline, "the first query's maps were never asked for"
             page.wait_for_timeout(100)
         page.wait_for_timeout(2000)  # every answer sent so far has arrived and been drawn
         assert page.locator("#query-x input").input_value() == str(x)

@@ -1,6 +1,7 @@
 """train.py, the command line: training, resuming and exporting as a user runs them, and one-line
 messages for what a user can get wrong."""
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,4 +169,23 @@ def test_a_failed_write_mid_run_is_one_line_naming_the_file(tmp_path, faces_dir,
     assert train_cli.main(["--data", str(faces_dir), "--out", str(tmp_path / "run")]) == 1
     assert capsys.readouterr().err == (f"error: cannot read or write {tmp_path / 'run' / 'checkpoints' / 'latest.pt'}: "
                                        "No space left on device.\n")
+
+
+def test_a_moved_run_resumes_where_it_now_lies(tmp_path, faces_dir):
+    """--resume RUN_DIR without --out continues the run in RUN_DIR, not in the directory its config
+    was saved from (a copy would otherwise write into, or be refused by, the original)."""
+    train_tiny(faces_dir, tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "moved")
+    assert train_cli.main(["--resume", str(tmp_path / "moved"), "--steps", "4", "--no-progress"]) == 0
+    assert load_training_state(tmp_path / "moved" / "checkpoints" / "latest.pt")["step"] == 4
+    assert load_training_state(tmp_path / "a" / "checkpoints" / "latest.pt")["step"] == 3
+    assert json.loads((tmp_path / "moved" / "config.json").read_text())["out"] == str(tmp_path / "moved")
+
+
+def test_export_alone_needs_a_run_directory_not_a_file(tmp_path, faces_dir, capsys):
+    train_tiny(faces_dir, tmp_path / "run")
+    latest = tmp_path / "run" / "checkpoints" / "latest.pt"
+    assert train_cli.main(["--out", str(latest), "--export", str(tmp_path / "g.safetensors"), "--export-best"]) == 2
+    assert "is a file: --out names a run directory" in capsys.readouterr().err
+    assert not (tmp_path / "g.safetensors").exists()
 

@@ -3,6 +3,7 @@ validation, and the refusals that keep a run from being overwritten."""
 import contextlib
 import copy
 import json
+import math
 import time
 
 import pytest
@@ -323,3 +324,17 @@ def test_the_time_limit_counts_the_data_loading_too(tmp_path, faces_dir, monkeyp
     models = train_tiny(faces_dir, tmp_path / "run", steps=1000, max_minutes=2 / 60, log_every=1, ckpt_every=100)
     assert models.step == 1
     assert load_training_state(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 1
+
+
+def test_a_resumed_run_trains_with_the_learning_rates_and_betas_its_config_now_says(tmp_path, faces_dir):
+    """A state's optimizers carry their old hyper-parameters; the config's (--lr-g, --beta1, ... given
+    with --resume) replace them. A branch into a new directory starts its own best FID."""
+    first = train_tiny(faces_dir, tmp_path / "a", steps=2)
+    first.best_fid = 5.0
+    state = copy.deepcopy(training_state(first, tiny_train_config(faces_dir, tmp_path / "a", steps=2)))
+    resumed = train(tiny_train_config(faces_dir, tmp_path / "b", steps=3, lr_g=3e-5, lr_d=2e-4, beta1=0.5,
+                                      beta2=0.99), resume_state=state, progress=False, tensorboard=False)
+    for opt, lr in ((resumed.opt_g, 3e-5), (resumed.opt_d, 2e-4)):
+        assert all(g["lr"] == lr and g["betas"] == (0.5, 0.99) for g in opt.param_groups)
+    assert resumed.best_fid == math.inf
+
