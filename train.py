@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from sagan import inception
@@ -111,6 +112,9 @@ def main(argv=None) -> int:
             print(f"exported the EMA generator of {out} ({which}, step {step}) to {args.export}")
             return 0
         flags = {k: v for k, v in vars(args).items() if v is not None and k in CONFIG_FLAGS}
+        for name in ("data", "cache_dir"):  # saved absolute, so a resumed run finds them from any directory
+            if flags.get(name):
+                flags[name] = os.path.abspath(flags[name])
         resume_from = None
         if args.resume == "latest":  # --resume alone: the run in --out
             resume_from = Path(args.out or TrainConfig().out) / "checkpoints" / "latest.pt"
@@ -129,6 +133,10 @@ def main(argv=None) -> int:
         if args.export_best and not (cfg.eval_every > 0 and cfg.holdout > 0):
             raise TrainingError("--export-best exports the state with the lowest validation FID: add --eval-every N "
                                 "and --holdout N, which measure it.")
+        for flag in ("inception", "inception_sha256"):
+            if getattr(args, flag) and not cfg.eval_every > 0:
+                raise TrainingError(f"--{flag.replace('_', '-')} names the network --eval-every measures FID with: "
+                                    "add --eval-every N and --holdout N, or leave it out.")
         network = (args.inception_sha256 or inception.INCEPTION_SHA256).lower()
         extractor = None
         if cfg.eval_every > 0 and cfg.holdout > 0 and main_process:
@@ -136,6 +144,9 @@ def main(argv=None) -> int:
         models = train(cfg, resume_state=state, export=None if args.export_best else args.export,
                        export_dtype=export_dtype, progress=not args.no_progress, extractor=extractor,
                        network=network, resume_from=resume_from)
+        if main_process:
+            print(f"trained to step {models.step}; the run is in {out}" if models.step >= cfg.steps else
+                  f"stopped by --max-minutes at step {models.step} of {cfg.steps}: continue with --resume {out}")
         if args.export and main_process:
             step = export_run(cfg.out, args.export, export_dtype, "best") if args.export_best else models.step
             print(f"exported the EMA generator ({which}, step {step}) to {args.export}")
@@ -155,4 +166,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    # A warning (skipped images) as one line, without the source line Python's format adds.
+    warnings.formatwarning = lambda message, category, *rest, **kwargs: f"warning: {message}\n"
     sys.exit(main())

@@ -112,6 +112,12 @@ def check_export_path(path: str | os.PathLike) -> Path:
     if not (existing.is_dir() and os.access(existing, os.W_OK)):
         raise CheckpointError(f"cannot export to {str(path)!r}: {str(existing)!r} is not a writable directory. "
                               "Choose another --export path.")
+    if path.exists():  # an earlier export may be replaced, nothing else (a checkpoint, a data set)
+        try:
+            read_export_metadata(path)
+        except CheckpointError:
+            raise CheckpointError(f"will not export to {str(path)!r}: it exists and is not a generator exported "
+                                  "by sagan-anime. Choose another --export path.") from None
     return path
 
 

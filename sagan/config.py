@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 
 IMAGE_SIZES = (32, 64, 128)
@@ -129,8 +130,10 @@ class TrainConfig:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{_flag(name)} must be 0 or more, not {getattr(self, name)}.")
         for name in ("lr_g", "lr_d", "ema_kimg"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{_flag(name)} must be above 0, not {getattr(self, name)}.")
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"{_flag(name)} must be a number above 0, not {getattr(self, name)}.")
+        if not self.out:
+            raise ValueError("--out must name the run's directory, not be empty.")
         if self.eval_every > 0 and self.eval_samples < 2:
             raise ValueError(f"--eval-samples must be at least 2 for a FID, not {self.eval_samples}.")
         if not 1 <= self.num_grid <= 1024:
@@ -153,8 +156,8 @@ class TrainConfig:
 
 def from_flags(flags: dict, saved: dict | None = None) -> TrainConfig:
     """A run's config: the defaults, then a resumed run's ``saved`` config, then the train.py ``flags``
-    given (by field name; MODEL_FLAGS and ``preset`` build a new run's networks and cannot change a
-    resumed one's)."""
+    given (by field name; MODEL_FLAGS and ``preset`` build a new run's networks, and with ``holdout``,
+    its validation split, cannot change a resumed one's)."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
     unknown = set(flags) - fields - set(MODEL_FLAGS)
     if unknown:
@@ -162,11 +165,10 @@ def from_flags(flags: dict, saved: dict | None = None) -> TrainConfig:
     if saved is not None:
         cfg = TrainConfig.from_dict(saved)
         changed = {k for k in MODEL_FLAGS if k in flags and flags[k] != getattr(cfg.model, k)}
-        if flags.get("preset", cfg.preset) != cfg.preset:
-            changed.add("preset")
+        changed |= {k for k in ("preset", "holdout") if flags.get(k, getattr(cfg, k)) != getattr(cfg, k)}
         if changed:
-            raise ValueError(f"cannot change {', '.join(_flag(k) for k in sorted(changed))} when resuming: "
-                             "the checkpoint's networks are fixed (start a new run with another --out to change them).")
+            raise ValueError(f"cannot change {', '.join(_flag(k) for k in sorted(changed))} when resuming: a run keeps "
+                             "its networks and its validation split (start a new run with another --out to change them).")
     else:
         cfg = TrainConfig(preset=flags.get("preset", TrainConfig.preset))
         cfg.model = preset(cfg.preset, flags.get("image_size", ModelConfig.image_size),

@@ -11,6 +11,40 @@ import torch
 from .checkpoint import atomic_torch_save
 from .config import TrainConfig
 
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked there
+    fcntl = None
+
+
+class RunLock:
+    """An exclusive lock on a run directory (its .lock file), so two trainings never write one run at
+    once. The operating system releases it when the process ends, however it ends (SIGKILL too)."""
+
+    def __init__(self, root: Path):
+        self.root, self.handle = root, None
+
+    def acquire(self) -> bool:
+        """Take the lock (creating the directory), or return False while another process holds it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = open(self.root / ".lock", "a")
+        try:
+            if fcntl:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self.handle = handle
+        return True
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.handle:
+            self.handle.close()
+            self.handle = None
+
 
 class RunDirectory:
     """One run's directory, written by rank 0 alone. Checkpoints are written atomically, and
@@ -68,7 +102,10 @@ class RunDirectory:
             os.replace(tmp, latest)
         except OSError:  # a file system without hard links
             atomic_torch_save(state, latest)
-        old = sorted(self.ckpt_dir.glob("step-*.pt"))[:-self.keep] if self.keep > 0 else []
+        # Checkpoints past this step are an abandoned branch's (the run was rolled back): they are
+        # overwritten when the run gets there, and do not count, so the rollback point is kept.
+        kept = sorted(p for p in self.ckpt_dir.glob("step-*.pt") if p.name <= path.name)
+        old = kept[:-self.keep] if self.keep > 0 else []
         for stale in old:
             stale.unlink()
 

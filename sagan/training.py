@@ -33,7 +33,7 @@ from .evaluate import Extractor, now, reference_statistics, score
 from .graphs import GraphedIteration, set_capturable
 from .losses import d_hinge_loss, g_hinge_loss
 from .networks import Discriminator, Generator
-from .rundir import RunDirectory
+from .rundir import RunDirectory, RunLock
 from .sampling import latents
 
 
@@ -275,12 +275,12 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     ``extractor`` (features named ``network``) and keeps the best state in checkpoints/best.pt.
     """
     device = resolve_device(cfg.device)
-    with cuda_speed_settings(device):
-        return _train(cfg, device, resume_state, resume_from, export, export_dtype, progress, tensorboard,
+    with cuda_speed_settings(device), RunLock(Path(cfg.out)) as lock:
+        return _train(cfg, device, lock, resume_state, resume_from, export, export_dtype, progress, tensorboard,
                       extractor, network)
 
 
-def _train(cfg: TrainConfig, device: torch.device, resume_state: dict | None, resume_from: Path | None,
+def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: dict | None, resume_from: Path | None,
            export: str | None, export_dtype: str, progress: bool, tensorboard: bool, extractor: Extractor | None,
            network: str) -> Models:
     started = time.perf_counter()  # --max-minutes includes decoding the data and the holdout's statistics
@@ -303,6 +303,12 @@ def _train(cfg: TrainConfig, device: torch.device, resume_state: dict | None, re
                             "add --no-cuda-graphs under torchrun.")
     if cfg.eval_every > 0 and ranks.main and extractor is None:
         raise TrainingError("--eval-every needs a feature extractor: pass extractor= (train.py loads Inception).")
+    if Path(cfg.data).is_dir() and Path(cfg.out).resolve().is_relative_to(Path(cfg.data).resolve()):
+        raise TrainingError(f"--out {cfg.out!r} is inside --data {cfg.data!r}: its sample grids would be read as "
+                            "training images. Choose an --out outside the data folder.")
+    if ranks.main and not lock.acquire():
+        raise TrainingError(f"another training is writing to --out {cfg.out!r} (it holds its .lock): wait for it "
+                            "to end, or choose another --out.")
     precision = resolve_precision(cfg.precision, device)
     policy = parse_policy(cfg.diffaugment)
     images = load_images(cfg.data, cfg.model.image_size, cache_dir=cfg.cache_dir or Path(cfg.out) / "cache",

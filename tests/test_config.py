@@ -40,8 +40,10 @@ def test_train_config_json_round_trip():
     ("ckpt_every", 0, "--ckpt-every must be at least 1"),
     ("max_minutes", -1.0, "--max-minutes must be 0 or more"),
     ("max_minutes", float("nan"), "--max-minutes must be 0 or more, not nan"),
-    ("lr_g", -1.0, "--lr-g must be above 0"),
-    ("ema_kimg", 0.0, "--ema-kimg must be above 0"),
+    ("lr_g", -1.0, "--lr-g must be a number above 0"),
+    ("lr_d", float("inf"), "--lr-d must be a number above 0, not inf"),
+    ("ema_kimg", 0.0, "--ema-kimg must be a number above 0"),
+    ("out", "", "--out must name the run's directory"),
     ("num_grid", 0, "--num-grid must be from 1 to 1024 faces, not 0"),
     ("beta1", 1.0, "--beta1 must be at least 0 and below 1, not 1.0"),
     ("beta2", -0.1, "--beta2 must be at least 0 and below 1"),
@@ -71,6 +73,10 @@ def test_a_resumed_run_keeps_its_saved_options_unless_a_flag_overrides_them():
     assert (cfg.model, cfg.preset, cfg.steps, cfg.lr_d) == (preset("dcgan", 32), "dcgan", 200, 1e-3)
     with pytest.raises(ValueError, match="cannot change --conv-dim, --preset when resuming"):
         from_flags({"preset": "sagan", "conv_dim": 32}, saved)
+    with pytest.raises(ValueError, match="cannot change --holdout when resuming: a run keeps its networks and its "
+                                         "validation split"):
+        from_flags({"holdout": 5}, saved)
+    assert from_flags({"holdout": 0}, saved).holdout == 0  # the value it has is no change
     with pytest.raises(ValueError, match=r"unknown training option\(s\) \['export'\]"):
         from_flags({"export": "g.safetensors"})
 

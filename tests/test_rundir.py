@@ -4,8 +4,9 @@ import json
 import pytest
 import torch
 
-from sagan.rundir import RunDirectory
-from tests.factories import tiny_train_config
+from sagan.rundir import RunDirectory, RunLock
+from sagan.training import TrainingError
+from tests.factories import tiny_train_config, train_tiny
 
 
 def _state(step):
@@ -47,3 +48,31 @@ def test_opening_removes_what_a_run_killed_mid_write_left(tmp_path):
     (ckpts / "step-0000002.pt").write_bytes(b"a finished one")
     RunDirectory(tiny_train_config("data", tmp_path / "run"), tensorboard=False)
     assert _names(ckpts) == ["step-0000002.pt"]
+
+
+def test_a_rolled_back_run_keeps_its_rollback_point(tmp_path):
+    """Resumed from step 10 with steps 11 and 12 of the abandoned branch on disk, the retention of the
+    last two periodic checkpoints counts the run's own: step 10 stays until the run passes it."""
+    run = RunDirectory(tiny_train_config("data", tmp_path / "run", keep_ckpts=2), tensorboard=False)
+    for step in (10, 11, 12):
+        run.save_checkpoint(_state(step), periodic=True)
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert _names(ckpts) == ["latest.pt", "step-0000011.pt", "step-0000012.pt"]
+    (ckpts / "step-0000010.pt").write_bytes((ckpts / "step-0000011.pt").read_bytes())  # as it was at step 10
+    run.save_checkpoint(_state(11), periodic=True)  # the new branch, from step 10
+    assert _names(ckpts) == ["latest.pt", "step-0000010.pt", "step-0000011.pt", "step-0000012.pt"]
+    run.save_checkpoint(_state(12), periodic=True)
+    assert _names(ckpts) == ["latest.pt", "step-0000011.pt", "step-0000012.pt"]
+    assert torch.load(ckpts / "step-0000012.pt", weights_only=True)["weights"][0] == 12
+
+
+def test_one_run_directory_takes_one_training_at_a_time(tmp_path, faces_dir):
+    with RunLock(tmp_path / "run") as held:
+        assert held.acquire()
+        with RunLock(tmp_path / "run") as second:
+            assert not second.acquire()
+        with pytest.raises(TrainingError, match="another training is writing to --out"):
+            train_tiny(faces_dir, tmp_path / "run")
+        assert not (tmp_path / "run" / "checkpoints").exists()
+    assert train_tiny(faces_dir, tmp_path / "run").step == 3  # released
+

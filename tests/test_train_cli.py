@@ -1,6 +1,7 @@
 """train.py, the command line: training, resuming and exporting as a user runs them, and one-line
 messages for what a user can get wrong."""
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -25,10 +26,12 @@ def _cli(*args):
 def test_cli_trains_resumes_and_exports(tmp_path, faces_dir):
     common = ["--image-size", "32", "--conv-dim", "8", "--z-dim", "8", "--batch-size", "4", "--precision", "fp32",
               "--device", "cpu", "--no-progress", "--out", str(tmp_path / "run"), "--log-every", "1"]
-    first = _cli("--data", str(faces_dir), "--steps", "2", *common)
+    first = _cli("--data", os.path.relpath(faces_dir, ROOT), "--steps", "2", *common)
     assert first.returncode == 0, first.stderr
+    assert f"trained to step 2; the run is in {tmp_path / 'run'}" in first.stdout
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["model"]["g_attn"] == [8, 16] and cfg["preset"] == "sagan"
+    assert cfg["data"] == str(faces_dir)  # saved absolute: a resumed run finds it from any directory
     again = _cli("--resume", str(tmp_path / "run"), "--steps", "3", "--no-progress")  # a run directory will do
     assert again.returncode == 0, again.stderr
     assert load_training_state(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 3
@@ -48,6 +51,7 @@ def test_time_limit_stops_at_a_log_step_with_a_checkpoint_and_export(tmp_path, f
     assert result.returncode == 0, result.stderr
     assert load_training_state(out / "checkpoints" / "latest.pt")["step"] == 3
     assert "step 3" in result.stdout and load_generator(exported).cfg.image_size == 32
+    assert f"stopped by --max-minutes at step 3 of 1000: continue with --resume {out}" in result.stdout
     assert (out / "samples" / "step-0000003.png").is_file()
     resumed = _cli("--resume", "--out", str(out), "--steps", "5", "--max-minutes", "0", "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
@@ -75,6 +79,11 @@ def test_cli_errors_are_one_clear_line(tmp_path):
      "'{tmp}/faces/0000.jpg' is not a writable directory"),
     (["--cache-dir", "{tmp}/faces/0001.jpg/cache"], "cannot write --cache-dir"),
     (["--num-grid", "0"], "--num-grid must be from 1 to 1024 faces"),
+    (["--out", "{tmp}/faces/run"], "--out '{tmp}/faces/run' is inside --data '{tmp}/faces': its sample grids would "
+     "be read as training images"),
+    (["--export", "{tmp}/faces/0000.jpg"], "will not export to '{tmp}/faces/0000.jpg': it exists and is not a "
+     "generator exported by sagan-anime"),
+    (["--inception-sha256", "abc"], "--inception-sha256 names the network --eval-every measures FID with"),
 ])
 def test_cli_misuse_is_one_line_before_anything_is_written(args, message, tmp_path, faces_dir, capsys):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -188,4 +197,15 @@ def test_export_alone_needs_a_run_directory_not_a_file(tmp_path, faces_dir, caps
     assert train_cli.main(["--out", str(latest), "--export", str(tmp_path / "g.safetensors"), "--export-best"]) == 2
     assert "is a file: --out names a run directory" in capsys.readouterr().err
     assert not (tmp_path / "g.safetensors").exists()
+
+
+def test_skipped_images_are_one_warning_line(tmp_path, faces_dir):
+    (faces_dir / "broken.jpg").write_bytes(b"not a jpeg")
+    result = _cli("--data", str(faces_dir), "--out", str(tmp_path / "run"), "--image-size", "32", "--conv-dim", "8",
+                  "--z-dim", "8", "--batch-size", "4", "--precision", "fp32", "--device", "cpu", "--no-progress",
+                  "--steps", "1")
+    assert result.returncode == 0, result.stderr
+    assert "warning: skipped 1 of 13 files that could not be read or decoded as images (e.g. broken.jpg).\n" in \
+        result.stderr
+    assert "warnings.warn" not in result.stderr and "UserWarning" not in result.stderr
 
