@@ -168,6 +168,24 @@ def test_on_a_phone_each_map_is_full_width_with_its_whole_caption(browser, app_u
         page.close()
 
 
+def test_a_typed_truncation_renders_once_not_forever(page):
+    """Two always_last listeners on the truncation slider made Gradio resend them without end once a
+    typed value's box was left; the interpolation now follows the face instead."""
+    joins = []
+
+    def count(request):
+        if "queue/join" in request.url:
+            joins.append(request.url)
+    page.on("request", count)
+    page.locator("#truncation input[type=number]").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.type("1.5")  # key by key, as a visitor types
+    page.keyboard.press("Tab")
+    page.wait_for_timeout(4000)
+    page.remove_listener("request", count)
+    assert 0 < len(joins) <= 8, f"{len(joins)} requests in 4 s"
+
+
 def toast_text(page) -> str:
     return "\n".join(page.locator('[data-testid="toast-body"]').all_inner_texts())
 
