@@ -212,11 +212,12 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
             gr.Markdown(HOW_TO_READ)
         with gr.Tab("Grid"):
             with gr.Row():
-                grid_count = gr.Slider(1, explore.MAX_GRID, value=16, step=1, label="faces",
+                grid_count = gr.Slider(1, explore.MAX_GRID, value=16, step=1, label="faces", elem_id="grid-count",
                                        info="consecutive seeds from the first tab's seed, with its truncation, "
                                             "row by row")
                 grid_button = gr.Button("show grid", variant="primary")
             grid_image = gr.Image(label="consecutive seeds", show_label=False, format="png", interactive=False,
+                                  elem_id="grid",
                                   elem_classes="pixelated", buttons=["download", "fullscreen"])
         with gr.Tab("Interpolation"):
             gr.Markdown("A walk through latent space from seed A to seed B, with the truncation "
@@ -255,6 +256,9 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
         gr.on([query_x.change, query_y.change], attention_of_typed_query, [seed, truncation, query_x, query_y],
               attn_maps, api_name=False, **live, **maps_queue)
         grid_button.click(grid, [seed, grid_count, truncation], grid_image, api_name="grid")
+        # Like the walk below, a grid is cleared once what it was made from changes.
+        gr.on([seed.change, grid_count.change, truncation.change], lambda: None, None, grid_image, api_name=False,
+              show_progress="hidden", trigger_mode="once")  # not always_last: see the interpolation's comment
         # The truncation reaches the interpolation through the face it changes, not as a second always_last
         # listener on truncation.change: with two, Gradio 6.31 resends them forever once a value is typed
         # into the slider's box and the box is left. A bad truncation is then also reported once.
