@@ -30,8 +30,8 @@ def browser():
         browser.close()
 
 
-def open_page(browser, url: str):
-    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+def open_page(browser, url: str, width: int = 1280, height: int = 1100):
+    page = browser.new_page(viewport={"width": width, "height": height})
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
     return page
@@ -151,10 +151,8 @@ def test_the_maps_show_the_last_query_when_an_earlier_one_answers_later(browser,
 
 
 def test_on_a_phone_each_map_is_full_width_with_its_whole_caption(browser, app_url):
-    page = browser.new_page(viewport={"width": 390, "height": 844})
-    page.set_default_timeout(TIMEOUT_MS)
+    page = open_page(browser, app_url, width=390, height=844)
     try:
-        page.goto(app_url)
         wait_for_change(page, "#attention img", [], 2)
         layout = page.evaluate("""() => {
             const wrap = document.querySelector('#attention .grid-wrap');
