@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import ReferenceTrainer  # noqa: E402
 from sagan.augment import parse_policy  # noqa: E402
 from sagan.config import TrainConfig, preset  # noqa: E402
-from sagan.training import Iteration, build_models, make_autocast  # noqa: E402
+from sagan.step import Iteration, build_models, make_autocast  # noqa: E402
 
 
 class OpCounter(TorchDispatchMode):

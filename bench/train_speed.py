@@ -26,8 +26,8 @@ from reference import ReferenceTrainer  # noqa: E402
 from sagan.augment import parse_policy  # noqa: E402
 from sagan.config import TrainConfig, preset  # noqa: E402
 from sagan.graphs import GraphedIteration  # noqa: E402
-from sagan.training import (Iteration, build_models, cuda_speed_settings, make_autocast, maybe_compile,  # noqa: E402
-                            resolve_device, resolve_precision)
+from sagan.step import Iteration, build_models, cuda_speed_settings, make_autocast, maybe_compile  # noqa: E402
+from sagan.training import resolve_device, resolve_precision  # noqa: E402
 
 
 def _sync(device):

@@ -15,7 +15,7 @@ import torch
 
 
 class GraphedIteration:
-    """Runs ``iterate`` (a training.Iteration) eagerly for ``warmup`` steps, then captures its body
+    """Runs ``iterate`` (a step.Iteration) eagerly for ``warmup`` steps, then captures its body
     at the next step and replays that graph for every step after.
 
     Each call trains one step and returns its losses, like calling ``iterate`` itself. If capture
@@ -74,7 +74,7 @@ class GraphedIteration:
 
 def set_capturable(models, capturable: bool) -> None:
     """Mark both optimizers capturable by a CUDA graph, or not. The flag travels in a saved training
-    state, and training.restore clears it."""
+    state, and step.restore clears it."""
     for opt in (models.opt_g, models.opt_d):
         for group in opt.param_groups:
             group["capturable"] = capturable

@@ -42,7 +42,7 @@ def write_faces(folder, count: int = 12, size: int = 40, seed: int = 0) -> list:
 
 
 def assert_trained_alike(a, b, atol: float) -> None:
-    """G, D and G_ema of two ``training.Models`` agree up to GPU non-determinism."""
+    """G, D and G_ema of two ``step.Models`` agree up to GPU non-determinism."""
     for name in ("G", "D", "G_ema"):
         sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
         for k in sa:

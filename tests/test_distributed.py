@@ -7,7 +7,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from sagan.checkpoint import load_training_state
-from sagan.training import build_models, train
+from sagan.step import build_models
+from sagan.training import train
 from tests.factories import tiny_train_config
 
 

@@ -12,7 +12,8 @@ import torch
 from sagan.augment import parse_policy
 from sagan.checkpoint import load_training_state
 from sagan.graphs import GraphedIteration
-from sagan.training import Iteration, build_models, make_autocast, restore, train, training_state
+from sagan.step import Iteration, build_models, make_autocast, restore, training_state
+from sagan.training import train
 from tests.factories import assert_trained_alike, tiny_train_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

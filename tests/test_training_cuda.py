@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from sagan.checkpoint import load_training_state
-from sagan.training import Iteration, build_models, make_autocast, train
+from sagan.step import Iteration, build_models, make_autocast
+from sagan.training import train
 from tests.factories import assert_trained_alike, tiny_train_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
