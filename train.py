@@ -151,16 +151,19 @@ def main(argv=None) -> int:
             step = export_run(cfg.out, args.export, export_dtype, "best") if args.export_best else models.step
             print(f"exported the EMA generator ({which}, step {step}) to {args.export}")
     except (DataError, CheckpointError, TrainingError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        if main_process:  # under torchrun every rank meets the same mistake: rank 0 says it once
+            print(f"error: {e}", file=sys.stderr)
         return 2
-    except OSError as e:  # a full disk, a directory that became unwritable mid-run
-        print(f"error: cannot read or write {e.filename or 'a file'}: {e.strerror or e}.", file=sys.stderr)
+    except OSError as e:  # a full disk, a directory that became unwritable mid-run: it may be this rank's alone
+        rank = "" if main_process else f"rank {os.environ['RANK']}: "
+        print(f"{rank}error: cannot read or write {e.filename or 'a file'}: {e.strerror or e}.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         latest = out / "checkpoints" / "latest.pt"
-        print("interrupted: " + (f"continue from the last checkpoint ({latest}) with --resume." if latest.is_file()
-                                 else "no checkpoint was written yet (one every --ckpt-every steps), so there is "
-                                      "nothing to resume."), file=sys.stderr)
+        if main_process:
+            print("interrupted: " + (f"continue from the last checkpoint ({latest}) with --resume." if latest.is_file()
+                                     else "no checkpoint was written yet (one every --ckpt-every steps), so there "
+                                          "is nothing to resume."), file=sys.stderr)
         return 130
     return 0
 

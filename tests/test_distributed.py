@@ -1,12 +1,14 @@
 """Two processes with the gloo backend on the CPU, as torchrun would start them."""
 import os
 import socket
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from sagan.checkpoint import load_training_state
+from sagan.distributed import init_distributed
 from sagan.step import build_models
 from sagan.training import train
 from tests.factories import tiny_train_config
@@ -47,3 +49,17 @@ def test_two_processes_stay_in_step_and_their_checkpoint_resumes(tmp_path, faces
     resumed = train(tiny_train_config(faces_dir, out, steps=4, batch_size=2), resume_state=state,
                     progress=False, tensorboard=False)
     assert resumed.step == 4
+
+
+def test_cpu_ranks_wait_for_rank_0s_validation_longer_than_gloos_default(monkeypatch):
+    """On CPUs rank 0's validation (Inception at a few images per second) outlasts gloo's default
+    30-minute timeout for 10,000 samples; the other ranks must not give up on it."""
+    calls = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kwargs: calls.append((backend, kwargs)))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    ranks, device = init_distributed(torch.device("cpu"))
+    assert (ranks.rank, ranks.world, device.type) == (1, 2, "cpu")
+    (backend, kwargs), = calls
+    assert backend == "gloo" and kwargs["timeout"] >= timedelta(hours=1)

@@ -183,6 +183,24 @@ def test_a_failed_write_mid_run_is_one_line_naming_the_file(tmp_path, faces_dir,
                                        "No space left on device.\n")
 
 
+def test_under_torchrun_rank_0_alone_reports_a_shared_mistake_and_each_rank_its_own_failed_write(
+        tmp_path, faces_dir, monkeypatch, capsys):
+    """Every rank parses the same flags, so a mistake in them is said once, not once per process; a
+    failed write may be one rank's own, so it is said with the rank."""
+    bad_flags = ["--data", str(faces_dir), "--out", str(tmp_path / "run"), "--lr-g", "-1"]
+    for rank, expected in (("0", "error: --lr-g must be a number above 0, not -1.0.\n"), ("1", "")):
+        monkeypatch.setenv("RANK", rank)
+        assert train_cli.main(bad_flags) == 2
+        assert capsys.readouterr().err == expected
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device", "/scratch/cache/faces.npy")
+    monkeypatch.setattr(train_cli, "train", disk_full)
+    assert train_cli.main(["--data", str(faces_dir), "--out", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == ("rank 1: error: cannot read or write /scratch/cache/faces.npy: "
+                                       "No space left on device.\n")
+
+
 def test_a_moved_run_resumes_where_it_now_lies(tmp_path, faces_dir):
     """--resume RUN_DIR without --out continues the run in RUN_DIR, not in the directory its config
     was saved from (a copy would otherwise write into, or be refused by, the original)."""
