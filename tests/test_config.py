@@ -1,9 +1,12 @@
+"""Configuration (sagan/config.py): presets, checks that name their flag, JSON round trips, and how
+flags and a resumed run's saved config combine."""
 import dataclasses
 import json
 
 import pytest
 
 from sagan.config import ModelConfig, TrainConfig, from_flags, preset
+from sagan.inception import INCEPTION_SHA256
 
 
 @pytest.mark.parametrize("size", [32, 64, 128])
@@ -73,10 +76,21 @@ def test_a_resumed_run_keeps_its_saved_options_unless_a_flag_overrides_them():
     assert (cfg.model, cfg.preset, cfg.steps, cfg.lr_d) == (preset("dcgan", 32), "dcgan", 200, 1e-3)
     with pytest.raises(ValueError, match="cannot change --conv-dim, --preset when resuming"):
         from_flags({"preset": "sagan", "conv_dim": 32}, saved)
-    with pytest.raises(ValueError, match="cannot change --holdout when resuming: a run keeps its networks and its "
+    with pytest.raises(ValueError, match="cannot change --holdout when resuming: a run keeps its networks, its "
                                          "validation split"):
         from_flags({"holdout": 5}, saved)
     assert from_flags({"holdout": 0}, saved).holdout == 0  # the value it has is no change
+    with pytest.raises(ValueError, match="cannot change --inception-sha256 when resuming: .* the network its FIDs "
+                                         "are measured with"):
+        from_flags({"inception_sha256": "ab" * 32}, saved)
+    assert from_flags({"inception": "/moved/inception.pt"}, saved).inception == "/moved/inception.pt"  # a file moves
+
+
+def test_a_run_saved_before_the_fid_network_was_recorded_resumes_with_the_standard_one():
+    saved = dataclasses.asdict(TrainConfig(steps=100))
+    del saved["inception"], saved["inception_sha256"]
+    cfg = from_flags({"steps": 200}, saved)
+    assert (cfg.inception, cfg.inception_sha256) == ("", INCEPTION_SHA256)
     with pytest.raises(ValueError, match=r"unknown training option\(s\) \['export'\]"):
         from_flags({"export": "g.safetensors"})
 

@@ -201,6 +201,30 @@ def test_under_torchrun_rank_0_alone_reports_a_shared_mistake_and_each_rank_its_
                                        "No space left on device.\n")
 
 
+def test_a_resumed_run_measures_fid_with_the_network_it_started_with(tmp_path, faces_dir, monkeypatch, capsys):
+    """--inception and --inception-sha256 are part of the run's config: resuming without them keeps
+    measuring with the same network, so its best FID compares like with like."""
+    loaded, network = [], "AB" * 32
+    monkeypatch.setattr(train_cli.inception, "load", lambda path, device, sha256: loaded.append((path, sha256)))
+    saved = []
+
+    def interrupted(cfg, **kwargs):
+        saved.append(cfg)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train_cli, "train", interrupted)
+    monkeypatch.chdir(tmp_path)
+    assert train_cli.main(["--data", str(faces_dir), "--out", "new", "--holdout", "4", "--eval-every", "2",
+                           "--inception", "net.pt", "--inception-sha256", network]) == 130
+    assert (saved[0].inception, saved[0].inception_sha256) == (str(tmp_path / "net.pt"), network.lower())
+    train_tiny(faces_dir, tmp_path / "run", holdout=4, inception=saved[0].inception,
+               inception_sha256=saved[0].inception_sha256)
+    assert train_cli.main(["--resume", str(tmp_path / "run"), "--steps", "9", "--eval-every", "2"]) == 130
+    assert loaded == [(str(tmp_path / "net.pt"), network.lower())] * 2
+    assert train_cli.main(["--resume", str(tmp_path / "run"), "--steps", "9", "--eval-every", "2",
+                           "--inception-sha256", "cd" * 32]) == 2
+    assert "cannot change --inception-sha256 when resuming" in capsys.readouterr().err
+
+
 def test_a_moved_run_resumes_where_it_now_lies(tmp_path, faces_dir):
     """--resume RUN_DIR without --out continues the run in RUN_DIR, not in the directory its config
     was saved from (a copy would otherwise write into, or be refused by, the original)."""
