@@ -1,3 +1,5 @@
+"""Self-attention (sagan/attention.py): the paper's formula, rows that are distributions, and hooks that
+capture every layer's maps and leave nothing behind."""
 import pytest
 import torch
 import torch.nn.functional as F

@@ -1,3 +1,5 @@
+"""DiffAugment (sagan/augment.py): reproducible from a generator, shape-keeping, differentiable, and each
+policy doing what it says."""
 import pytest
 import torch
 

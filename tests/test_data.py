@@ -1,3 +1,5 @@
+"""Data sets (sagan/data.py): folders and zips, bad and damaged files skipped and counted, the holdout split,
+the decoded cache and its key, and batches."""
 import io
 import os
 import shutil

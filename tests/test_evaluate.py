@@ -1,3 +1,5 @@
+"""FID/KID evaluation (sagan/evaluate.py) with a tiny injected feature network: the CLI, cached reference
+statistics, and one-line errors."""
 import json
 import math
 import subprocess

@@ -1,3 +1,4 @@
+"""Hinge losses (sagan/losses.py)."""
 import torch
 
 from sagan.losses import d_hinge_loss, g_hinge_loss

@@ -1,3 +1,5 @@
+"""FID and KID as pure functions of features (sagan/metrics.py), checked against closed forms and scipy;
+the Inception network's input and hash check (sagan/inception.py)."""
 import numpy as np
 import pytest
 import torch

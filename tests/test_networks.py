@@ -1,3 +1,5 @@
+"""Generator and discriminator (sagan/networks.py): shapes per preset and size, the seed's channel ladder,
+spectral norm, and the matrix-product layers."""
 import pytest
 import torch
 

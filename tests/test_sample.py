@@ -1,3 +1,4 @@
+"""The sampling CLI (sagan/sample.py): seed syntax, the app's faces as PNGs, truncation, and one-line errors."""
 import subprocess
 import sys
 from pathlib import Path

@@ -1,3 +1,4 @@
+"""Latents, truncation and interpolation (sagan/sampling.py), and the uint8 image layout."""
 import numpy as np
 import pytest
 import torch
