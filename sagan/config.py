@@ -27,7 +27,7 @@ class ModelConfig:
     conv_dim: int = 64                        # channels of the finest layer; coarser layers double it
     g_attn: tuple[int, ...] = (16, 32)        # generator feature-map resolutions followed by self-attention
     d_attn: tuple[int, ...] = (16, 8)         # discriminator feature-map resolutions followed by self-attention
-    attn_pool: bool = True                    # 2x2 max-pooled keys and values (official SAGAN) instead of full attention
+    attn_pool: bool = True                    # 2x2 max-pooled keys and values (official SAGAN); off: full attention
 
     def __post_init__(self):
         self.g_attn = tuple(int(r) for r in self.g_attn)
