@@ -51,6 +51,11 @@ def is_number(value) -> bool:
     return isinstance(value, numbers.Integral) or math.isfinite(value)
 
 
+def _got(value) -> str:
+    """The end of a refusal: what was given, or that nothing was (an emptied box in the app)."""
+    return "but it is empty" if value is None or (isinstance(value, str) and not value) else f"got {value!r}"
+
+
 def _is_whole(value, low: int, high: int) -> bool:
     """Whether ``value`` is a finite whole number in [low, high] (a float such as 3.0 counts)."""
     return is_number(value) and low <= value <= high and value == int(value)
@@ -58,7 +63,7 @@ def _is_whole(value, low: int, high: int) -> bool:
 
 def check_seed(seed: float) -> int:
     if not _is_whole(seed, 0, MAX_SEED):
-        raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}.")
+        raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, {_got(seed)}.")
     return int(seed)
 
 
@@ -66,7 +71,7 @@ def truncation_threshold(truncation: float) -> float | None:
     """The slider value as a threshold for ``sampling.latent``; its top value means no truncation."""
     if not is_number(truncation) or not TRUNCATION_MIN <= truncation <= TRUNCATION_OFF:
         raise ValueError(f"truncation must be between {TRUNCATION_MIN} and {TRUNCATION_OFF} "
-                         f"({TRUNCATION_OFF} = off), got {truncation!r}.")
+                         f"({TRUNCATION_OFF} = off), {_got(truncation)}.")
     return None if truncation >= TRUNCATION_OFF else float(truncation)
 
 
@@ -74,7 +79,7 @@ def check_query(x: float, y: float, image_size: int) -> tuple[int, int]:
     for name, v in (("x", x), ("y", y)):
         if not _is_whole(v, 0, image_size - 1):
             raise ValueError(f"{name} must be a pixel coordinate of the {image_size}x{image_size} face, "
-                             f"a whole number from 0 to {image_size - 1}, got {v!r}.")
+                             f"a whole number from 0 to {image_size - 1}, {_got(v)}.")
     return int(x), int(y)
 
 
@@ -97,7 +102,7 @@ def render(g: Generator, z: torch.Tensor) -> Render:
 def interpolation_latents(z_a: torch.Tensor, z_b: torch.Tensor, ts, method: str = "spherical") -> torch.Tensor:
     """(len(ts), z_dim) latents from z_a (t=0) to z_b (t=1)."""
     if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"interpolation must be one of {', '.join(METHODS)}, got {method!r}.")
+        raise ValueError(f"interpolation must be one of {', '.join(METHODS)}, {_got(method)}.")
     mix = slerp if method == "spherical" else lerp
     return torch.stack([mix(z_a, z_b, float(t)) for t in ts])
 
@@ -130,9 +135,9 @@ def click_to_pixel(index, image_size: int, scale: int = UPSCALE) -> tuple[int, i
     try:
         x, y = index
     except (TypeError, ValueError):
-        raise ValueError(f"a click must be a pair [x, y] of display pixels, got {index!r}.") from None
+        raise ValueError(f"a click must be a pair [x, y] of display pixels, {_got(index)}.") from None
     if not (is_number(x) and is_number(y)):
-        raise ValueError(f"a click must be a pair [x, y] of display pixels, got {index!r}.")
+        raise ValueError(f"a click must be a pair [x, y] of display pixels, {_got(index)}.")
     return check_query(int(x) // scale, int(y) // scale, image_size)
 
 
@@ -231,7 +236,7 @@ class Explorer:
         """Faces of seeds seed, seed+1, ... (wrapping past MAX_SEED), (count, S, S, 3)."""
         seed, threshold = check_seed(seed), truncation_threshold(truncation)
         if not _is_whole(count, 1, MAX_GRID):
-            raise ValueError(f"a grid holds a whole number of 1 to {MAX_GRID} faces, got {count!r}.")
+            raise ValueError(f"a grid holds a whole number of 1 to {MAX_GRID} faces, {_got(count)}.")
         seeds = [(seed + i) % (MAX_SEED + 1) for i in range(int(count))]
         return self._cached(("grid", seed, int(count), threshold),
                             lambda: generate(self.g, latents(seeds, self.z_dim, threshold), batch_size=1))
@@ -245,7 +250,7 @@ class Explorer:
                     method: str = "spherical") -> np.ndarray:
         """The (S, S, 3) face at t in [0, 1] on the way from seed_a to seed_b."""
         if not is_number(t) or not 0 <= t <= 1:
-            raise ValueError(f"t must be between 0 (seed A) and 1 (seed B), got {t!r}.")
+            raise ValueError(f"t must be between 0 (seed A) and 1 (seed B), {_got(t)}.")
         z_a, z_b = self._pair(seed_a, seed_b, truncation)
         z = interpolation_latents(z_a, z_b, [t], method)[0]
         key = ("mix", int(seed_a), int(seed_b), float(t), truncation_threshold(truncation), method)
@@ -255,7 +260,7 @@ class Explorer:
              method: str = "spherical") -> np.ndarray:
         """``frames`` evenly spaced faces from seed_a to seed_b inclusive, (frames, S, S, 3)."""
         if not _is_whole(frames, 2, MAX_FRAMES):
-            raise ValueError(f"a walk needs a whole number of 2 to {MAX_FRAMES} frames, got {frames!r}.")
+            raise ValueError(f"a walk needs a whole number of 2 to {MAX_FRAMES} frames, {_got(frames)}.")
         z_a, z_b = self._pair(seed_a, seed_b, truncation)
         z = interpolation_latents(z_a, z_b, np.linspace(0, 1, int(frames)), method)
         with self._lock:

@@ -117,7 +117,7 @@ def test_explore_checks_raise_only_value_error(seed, truncation, x, y):
 
 @pytest.mark.parametrize("value, message", [
     (True, "got True"), (float("nan"), "got nan"), (float("inf"), "got inf"), (2 ** 70, "whole number"),
-    ("7", "got '7'"), (None, "got None"),
+    ("7", "got '7'"), (None, "but it is empty"), ("", "but it is empty"),
 ])
 def test_seed_and_walk_checks_refuse_bools_nan_and_text(tiny_checkpoint, value, message):
     explorer = app.load_explorer(tiny_checkpoint)
