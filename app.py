@@ -89,16 +89,25 @@ def user_errors(fn):
 
 def leave_bad_values_to_the_callbacks(*components) -> None:
     """Hand a value that is no number (text, null, true, NaN, a list: all possible through the API),
-    or one outside a slider's range, to the callback as it came, whose check names the input and its
-    range. Gradio's own preprocess would fail on the first with a TypeError that reaches the user only
-    as a bare 'error', and on the second with a message that does not say which input was wrong."""
+    one outside a slider's range, or one that is not among a radio's choices, to the callback as it
+    came, whose check names the input and what it takes. Gradio's own preprocess would fail on the
+    first with a TypeError that reaches the user only as a bare 'error', and on the others with a
+    message that does not say which input was wrong and a traceback in the server's log."""
     for component in components:
-        low, high = getattr(component, "minimum", None), getattr(component, "maximum", None)
+        if isinstance(component, gr.Radio):
+            choices = [value for _, value in component.choices]
 
-        def preprocess(payload, gradio_preprocess=component.preprocess, low=low, high=high):
-            usable = (explore.is_number(payload) and (low is None or payload >= low)
-                      and (high is None or payload <= high))
-            return gradio_preprocess(payload) if usable else payload
+            def usable(payload, choices=choices):
+                return isinstance(payload, str) and payload in choices
+        else:
+            low, high = getattr(component, "minimum", None), getattr(component, "maximum", None)
+
+            def usable(payload, low=low, high=high):
+                return (explore.is_number(payload) and (low is None or payload >= low)
+                        and (high is None or payload <= high))
+
+        def preprocess(payload, gradio_preprocess=component.preprocess, usable=usable):
+            return gradio_preprocess(payload) if usable(payload) else payload
         component.preprocess = preprocess
 
 
@@ -198,9 +207,9 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                                            value=explore.TRUNCATION_OFF, step=0.05, label="truncation",
                                            info=f"lower = more typical faces; {explore.TRUNCATION_OFF:g} = off",
                                            elem_id="truncation")
-                    with gr.Row():
-                        query_x = gr.Number(size // 2, precision=0, label=f"query x (0-{size - 1})", elem_id="query-x")
-                        query_y = gr.Number(size // 2, precision=0, label=f"query y (0-{size - 1})", elem_id="query-y")
+                    with gr.Row():  # no precision: a typed 3.7 is refused by name, not silently drawn as 4
+                        query_x = gr.Number(size // 2, label=f"query x (0-{size - 1})", elem_id="query-x")
+                        query_y = gr.Number(size // 2, label=f"query y (0-{size - 1})", elem_id="query-y")
                 with gr.Column(scale=1, min_width=260):
                     face = gr.Image(label="face: click a pixel", format="png", interactive=False, elem_id="face",
                                     elem_classes="pixelated", buttons=["download"])
@@ -242,7 +251,8 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                                         buttons=["fullscreen"])
                 walk_file = gr.File(label="download the walk (GIF)", interactive=False)
 
-        leave_bad_values_to_the_callbacks(seed, truncation, query_x, query_y, grid_count, seed_a, seed_b, t, frames)
+        leave_bad_values_to_the_callbacks(seed, truncation, query_x, query_y, grid_count, seed_a, seed_b, t, frames,
+                                          method)
         live = dict(show_progress="hidden", trigger_mode="always_last")
         random_seed.click(None, None, seed, js=f"() => Math.floor(Math.random() * {UI_MAX_SEED + 1})")
         # Two listeners draw the maps: one queue, one request at a time, answers them in the order they

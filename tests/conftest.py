@@ -39,8 +39,9 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def app_url(tiny_checkpoint, tmp_path_factory):
-    """URL of ``python app.py`` serving the tiny checkpoint, address and checkpoint given by env vars."""
+def app_server(tiny_checkpoint, tmp_path_factory):
+    """(URL, log file) of ``python app.py`` serving the tiny checkpoint, address and checkpoint given by
+    env vars."""
     # Started and stopped as the load test does; imported here, since machines without the app's
     # dependencies (the lent GPU machines) still run the other tests.
     sys.path.insert(0, str(ROOT / "bench"))
@@ -60,9 +61,14 @@ def app_url(tiny_checkpoint, tmp_path_factory):
             wait_until_up(proc, url, time.monotonic() + 120)
         except (RuntimeError, TimeoutError) as e:
             pytest.fail(f"{e}:\n{log.read_text()}")
-        yield url
+        yield url, log
     finally:
         stop_app(proc)
+
+
+@pytest.fixture(scope="session")
+def app_url(app_server):
+    return app_server[0]
 
 
 @pytest.fixture

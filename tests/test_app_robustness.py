@@ -152,12 +152,28 @@ def test_seed_and_walk_checks_refuse_bools_nan_and_text(tiny_checkpoint, value, 
     ("/interpolate", dict(seed_a=1, seed_b=2, t=1.5, truncation=OFF, method="linear"), "t must be between 0"),
     ("/walk", dict(seed_a=1, seed_b=2, frames="3", truncation=OFF, method="linear"), "2 to 32 frames"),
     ("/walk", dict(seed_a=1, seed_b=2, frames=3, truncation=OFF, method=None), "interpolation must be one of"),
-    ("/walk", dict(seed_a=1, seed_b=2, frames=3, truncation=OFF, method=5), "not in the list of choices"),
+    ("/walk", dict(seed_a=1, seed_b=2, frames=3, truncation=OFF, method=5), "interpolation must be one of.*got 5"),
+    ("/walk", dict(seed_a=1, seed_b=2, frames=3, truncation=OFF, method="cubic"), "spherical, linear, got 'cubic'"),
+    ("/attention", dict(seed=1, truncation=OFF, x=1.5, y=0), "x must be a pixel coordinate.*whole number.*got 1.5"),
 ])
 def test_bad_api_values_get_the_message_that_names_the_fix(client, api_name, kwargs, message):
     with pytest.raises(AppError, match=message) as error:
         client.predict(api_name=api_name, **kwargs)
     assert GENERIC not in str(error.value) and "Traceback" not in str(error.value)
+
+
+def test_refused_api_values_leave_no_traceback_in_the_server_log(app_server):
+    """A refusal is the caller's mistake, not the server's: it is answered, and the log stays quiet."""
+    url, log = app_server
+    client = Client(url, verbose=False)
+    for api_name, kwargs in [("/walk", dict(seed_a=1, seed_b=2, frames=3, truncation=OFF, method="cubic")),
+                             ("/interpolate", dict(seed_a=1, seed_b=2, t=0.5, truncation=OFF, method=7)),
+                             ("/attention", dict(seed=1, truncation=OFF, x=1.5, y=0)),
+                             ("/generate", dict(seed=-1, truncation=OFF))]:
+        with pytest.raises(AppError):
+            client.predict(api_name=api_name, **kwargs)
+    client.predict(seed=1, truncation=OFF, api_name="/generate")  # answered after the refusals, so they are logged
+    assert "Traceback" not in log.read_text()
 
 
 def call_raw(app_url, api_name, body: str) -> tuple[str, dict]:
