@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import os
 import sys
 import warnings
@@ -90,10 +92,12 @@ EXPORT_ONLY_FLAGS = {"out", "export", "export_dtype", "export_best", "no_progres
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    main_process = os.environ.get("RANK", "0") == "0"
+    # Under torchrun every rank parses the same flags: rank 0 alone reports a malformed one.
+    with contextlib.nullcontext() if main_process else contextlib.redirect_stderr(io.StringIO()):
+        args = parse_args(argv)
     which = "best" if args.export_best else "latest"
     export_dtype = args.export_dtype or "fp32"
-    main_process = os.environ.get("RANK", "0") == "0"
     out = Path(args.out or TrainConfig().out)  # the run's directory; a resumed run's own, once its config is read
     try:
         for flag in ("export_best", "export_dtype"):
@@ -156,7 +160,7 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, a directory that became unwritable mid-run: it may be this rank's alone
-        rank = "" if main_process else f"rank {os.environ['RANK']}: "
+        rank = f"rank {os.environ['RANK']}: " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
         print(f"{rank}error: cannot read or write {e.filename or 'a file'}: {e.strerror or e}.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -187,18 +187,24 @@ def test_under_torchrun_rank_0_alone_reports_a_shared_mistake_and_each_rank_its_
         tmp_path, faces_dir, monkeypatch, capsys):
     """Every rank parses the same flags, so a mistake in them is said once, not once per process; a
     failed write may be one rank's own, so it is said with the rank."""
-    bad_flags = ["--data", str(faces_dir), "--out", str(tmp_path / "run"), "--lr-g", "-1"]
-    for rank, expected in (("0", "error: --lr-g must be a number above 0, not -1.0.\n"), ("1", "")):
+    bad_value = ["--data", str(faces_dir), "--out", str(tmp_path / "run"), "--lr-g", "-1"]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("0", "1"):
         monkeypatch.setenv("RANK", rank)
-        assert train_cli.main(bad_flags) == 2
-        assert capsys.readouterr().err == expected
+        assert train_cli.main(bad_value) == 2
+        assert capsys.readouterr().err == ("error: --lr-g must be a number above 0, not -1.0.\n" if rank == "0" else "")
+        with pytest.raises(SystemExit):  # a malformed flag, refused by the parser itself
+            train_cli.main(["--steps", "abc"])
+        assert ("invalid int value: 'abc'" in capsys.readouterr().err) == (rank == "0")
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device", "/scratch/cache/faces.npy")
     monkeypatch.setattr(train_cli, "train", disk_full)
-    assert train_cli.main(["--data", str(faces_dir), "--out", str(tmp_path / "run")]) == 1
-    assert capsys.readouterr().err == ("rank 1: error: cannot read or write /scratch/cache/faces.npy: "
-                                       "No space left on device.\n")
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        assert train_cli.main(["--data", str(faces_dir), "--out", str(tmp_path / "run")]) == 1
+        assert capsys.readouterr().err == (f"rank {rank}: error: cannot read or write /scratch/cache/faces.npy: "
+                                           "No space left on device.\n")
 
 
 def test_a_resumed_run_measures_fid_with_the_network_it_started_with(tmp_path, faces_dir, monkeypatch, capsys):
