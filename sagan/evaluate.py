@@ -42,20 +42,22 @@ class EvaluationError(ValueError):
     """An evaluation input that cannot be used, with a message that names the fix."""
 
 
-def extract_features(images: torch.Tensor, extractor: Extractor, batch_size: int, desc: str) -> torch.Tensor:
-    """Features (N, D) of uint8 images (N, 3, H, W), in batches, with a progress bar."""
+def extract_features(images: torch.Tensor, extractor: Extractor, batch_size: int, desc: str,
+                     progress: bool = True) -> torch.Tensor:
+    """Features (N, D) of uint8 images (N, 3, H, W), in batches, with a progress bar unless told not to."""
     out = []
-    with tqdm(total=images.shape[0], desc=desc, unit="img") as bar:
+    with tqdm(total=images.shape[0], desc=desc, unit="img", disable=not progress) as bar:
         for i in range(0, images.shape[0], batch_size):
             out.append(extractor(images[i:i + batch_size]))
             bar.update(out[-1].shape[0])
     return torch.cat(out)
 
 
-def generated_features(g: torch.nn.Module, num_samples: int, extractor: Extractor, batch_size: int) -> torch.Tensor:
+def generated_features(g: torch.nn.Module, num_samples: int, extractor: Extractor, batch_size: int,
+                       progress: bool = True) -> torch.Tensor:
     """Features of the faces of seeds 0..num_samples-1, generated and encoded batch by batch."""
     out = []
-    with tqdm(total=num_samples, desc="generated", unit="img") as bar:
+    with tqdm(total=num_samples, desc="generated", unit="img", disable=not progress) as bar:
         for start in range(0, num_samples, batch_size):
             seeds = range(start, min(start + batch_size, num_samples))
             faces = generate(g, latents(seeds, g.cfg.z_dim), batch_size)
@@ -103,7 +105,8 @@ def reference_cache_path(reference: Path, holdout: int, image_size: int, network
 
 
 def reference_statistics(reference: str | Path, image_size: int, extractor: Extractor, network: str,
-                         holdout: int = 0, batch_size: int = 64, cache_dir: str | Path = ".cache") -> dict:
+                         holdout: int = 0, batch_size: int = 64, cache_dir: str | Path = ".cache",
+                         progress: bool = True) -> dict:
     """mu, sigma, features and image count of the reference set, from the cache when it is there."""
     reference = Path(reference)
     if reference.suffix.lower() == ".npz":
@@ -115,7 +118,7 @@ def reference_statistics(reference: str | Path, image_size: int, extractor: Extr
         cached = reference_cache_path(reference, holdout, image_size, network, Path(cache_dir))
         if not cached.is_file():
             images = load_images(reference, image_size, holdout=holdout, split="holdout" if holdout else "all")
-            save_reference(cached, extract_features(images, extractor, batch_size, "reference"),
+            save_reference(cached, extract_features(images, extractor, batch_size, "reference", progress),
                            image_size, network)
         stats = load_reference(cached, image_size, network)
         stats["cache"] = str(cached)
@@ -123,9 +126,10 @@ def reference_statistics(reference: str | Path, image_size: int, extractor: Extr
     return stats
 
 
-def score(g: torch.nn.Module, ref: dict, extractor: Extractor, num_samples: int, batch_size: int = 64) -> dict:
+def score(g: torch.nn.Module, ref: dict, extractor: Extractor, num_samples: int, batch_size: int = 64,
+          progress: bool = True) -> dict:
     """FID and KID (None when the reference has no features) of generator ``g`` against reference statistics."""
-    features = generated_features(g, num_samples, extractor, batch_size)
+    features = generated_features(g, num_samples, extractor, batch_size, progress)
     mu, sigma = metrics.statistics(features)
     return {"fid": metrics.fid_from_statistics(mu, sigma, ref["mu"], ref["sigma"]),
             "kid": None if ref["features"] is None else metrics.kid(features, ref["features"])}

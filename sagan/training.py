@@ -51,15 +51,17 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
-def validation(cfg: TrainConfig, extractor: Extractor, network: str) -> Callable[[nn.Module, int], dict]:
+def validation(cfg: TrainConfig, extractor: Extractor, network: str,
+               progress: bool = True) -> Callable[[nn.Module, int], dict]:
     """(g, step) -> metrics.jsonl entry with validation FID and KID against the holdout split, whose
     statistics are computed (or read from the cache) once."""
     cache_dir = cfg.cache_dir or Path(cfg.out) / "cache"
-    ref = reference_statistics(cfg.data, cfg.model.image_size, extractor, network, cfg.holdout, cache_dir=cache_dir)
+    ref = reference_statistics(cfg.data, cfg.model.image_size, extractor, network, cfg.holdout, cache_dir=cache_dir,
+                               progress=progress)
     return lambda g, step: {
         "time": now(), "step": step, "source": "train --eval-every", "reference": cfg.data, "holdout": cfg.holdout,
         "num_samples": cfg.eval_samples, "num_reference": ref["count"], "network": network,
-        **score(g, ref, extractor, cfg.eval_samples)}
+        **score(g, ref, extractor, cfg.eval_samples, progress=progress)}
 
 
 def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None = None,
@@ -130,7 +132,7 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
         iterate = GraphedIteration(iterate)
     run = RunDirectory(cfg, tensorboard=tensorboard) if ranks.main else None
     fixed_z = latents(range(cfg.num_grid), cfg.model.z_dim).to(device)
-    validate = validation(cfg, extractor, network) if cfg.eval_every > 0 and ranks.main else None
+    validate = validation(cfg, extractor, network, progress) if cfg.eval_every > 0 and ranks.main else None
     if run:
         run.log(models.step, {"event/start": 1.0, "images": float(images.shape[0]), "processes": float(ranks.world)})
 

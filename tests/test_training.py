@@ -143,10 +143,11 @@ def _metrics(out):
 
 
 @pytest.mark.parametrize("offsets,best_step", [((0, 1000, 2000), 2), ((0, 2000, 1000), 4)])
-def test_validation_fid_is_logged_and_the_best_state_kept(tmp_path, faces_dir, offsets, best_step):
+def test_validation_fid_is_logged_and_the_best_state_kept(tmp_path, faces_dir, offsets, best_step, capsys):
     out = tmp_path / "run"
     train(tiny_train_config(faces_dir, out, steps=4, holdout=4, eval_every=2, eval_samples=8, ckpt_every=4),
           progress=False, tensorboard=False, extractor=_shifting_extractor(offsets), network="tiny")
+    assert capsys.readouterr().err == ""  # no progress bars asked for: validation's stay hidden too
     entries = _metrics(out)
     assert [e["step"] for e in entries] == [2, 4]
     assert all(e["num_samples"] == 8 and e["num_reference"] == 4 and e["holdout"] == 4 for e in entries)
