@@ -2,7 +2,7 @@
 # One prepared GPU session, run unattended within a fixed budget: the CUDA tests, the training speed
 # benchmarks (eager, CUDA graphs, graphs with torch.compile), then a time-limited training run on
 # the rest of the budget.
-# The README's CUDA numbers come from this script.
+# The CUDA numbers in docs/benchmarks.md come from this script.
 #
 #   bash bench/cuda_session.sh FACES.zip OUT_DIR [SECONDS]
 #
