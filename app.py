@@ -38,12 +38,16 @@ from sagan.checkpoint import CheckpointError, load_generator
 # Next to this file, so `python path/to/app.py` works from any directory.
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "checkpoints" / "anime64.safetensors")
 # On a phone two maps side by side were 150 px wide with clipped captions: there, one map per row,
-# all rows shown (the gallery would otherwise scroll inside a box of fixed height).
+# all rows shown (the gallery would otherwise scroll inside a box of fixed height). The walk's strip
+# of frames was 39 px tall under its own buttons: there, it scrolls sideways at 128 px, below them.
 CSS = """
 .pixelated img { image-rendering: pixelated; }
 @media (max-width: 640px) {
   #attention .grid-container { --grid-cols: 1 !important; }
   #attention .grid-wrap { max-height: none !important; }
+  #walk-strip .image-container { padding-top: 40px; }
+  #walk-strip .image-frame { overflow-x: auto; justify-content: flex-start; }
+  #walk-strip img { height: 128px; width: auto; max-width: none; }
 }
 """
 UI_MAX_SEED = 9_999  # the sliders' range, fine enough to drag; the API takes any seed up to explore.MAX_SEED
@@ -245,7 +249,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                     between = gr.Image(label="face at t", format="png", interactive=False, elem_classes="pixelated",
                                        buttons=["download", "fullscreen"])
             strip = gr.Image(label="walk from A to B, row by row", show_label=False, format="png", interactive=False,
-                             elem_classes="pixelated", buttons=["download", "fullscreen"])
+                             elem_id="walk-strip", elem_classes="pixelated", buttons=["download", "fullscreen"])
             with gr.Row():
                 walk_preview = gr.Image(label="walk (animated)", interactive=False, elem_classes="pixelated",
                                         buttons=["fullscreen"])

@@ -166,6 +166,30 @@ def test_on_a_phone_each_map_is_full_width_with_its_whole_caption(browser, app_u
         page.close()
 
 
+def test_on_a_phone_the_walk_strip_scrolls_at_a_readable_size_below_its_buttons(browser, app_url):
+    """Eight frames across a phone were 39 px tall, with the strip's buttons over the last ones."""
+    page = open_page(browser, app_url, width=390, height=844)
+    try:
+        wait_for_change(page, "#face img", [], 1)
+        page.get_by_role("tab", name="Interpolation").click()
+        page.get_by_role("button", name="make walk").click()
+        wait_for_change(page, "#walk-strip img", [], 1)
+        page.wait_for_function("() => document.querySelector('#walk-strip img').naturalWidth > 0")  # decoded
+        layout = page.evaluate("""() => {
+            const img = document.querySelector('#walk-strip img'), frame = img.parentElement;
+            const r = img.getBoundingClientRect(), f = frame.getBoundingClientRect();
+            return {height: r.height, width: r.width, starts_at_frame: r.left === f.left,
+                    scrolls_to_end: frame.scrollWidth >= r.width && frame.clientWidth < r.width,
+                    lowest_button: Math.max(...[...document.querySelectorAll('#walk-strip button')]
+                        .filter(b => b.querySelector('svg')).map(b => b.getBoundingClientRect().bottom)),
+                    top: r.top};
+        }""")
+        assert layout["height"] >= 100 and layout["starts_at_frame"] and layout["scrolls_to_end"], layout
+        assert layout["lowest_button"] <= layout["top"], layout
+    finally:
+        page.close()
+
+
 def test_a_typed_truncation_renders_once_not_forever(page):
     """Two always_last listeners on the truncation slider made Gradio resend them without end once a
     typed value's box was left; the interpolation now follows the face instead."""
