@@ -170,7 +170,8 @@ def from_flags(flags: dict, saved: dict | None = None) -> TrainConfig:
     if saved is not None:
         cfg = TrainConfig.from_dict(saved)
         changed = {k for k in MODEL_FLAGS if k in flags and flags[k] != getattr(cfg.model, k)}
-        changed |= {k for k in RESUME_FIXED if flags.get(k, getattr(cfg, k)) != getattr(cfg, k)}
+        # Only what the run saved is fixed: a run from before inception_sha256 was saved may name its network.
+        changed |= {k for k in RESUME_FIXED if k in saved and flags.get(k, saved[k]) != saved[k]}
         if changed:
             raise ValueError(f"cannot change {', '.join(_flag(k) for k in sorted(changed))} when resuming: a run keeps "
                              "its networks, its validation split and the network its FIDs are measured with (start a "
