@@ -39,7 +39,8 @@ from sagan.checkpoint import CheckpointError, load_generator
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "checkpoints" / "anime64.safetensors")
 # On a phone two maps side by side were 150 px wide with clipped captions: there, one map per row,
 # all rows shown (the gallery would otherwise scroll inside a box of fixed height). The walk's strip
-# of frames was 39 px tall under its own buttons: there, it scrolls sideways at 128 px, below them.
+# of frames was shrunk to the screen's width (39 px tall for 8 frames) under its own buttons: there,
+# it keeps its own size (2x the faces) and scrolls sideways, below them.
 CSS = """
 .pixelated img { image-rendering: pixelated; }
 @media (max-width: 640px) {
@@ -47,7 +48,7 @@ CSS = """
   #attention .grid-wrap { max-height: none !important; }
   #walk-strip .image-container { padding-top: 40px; }
   #walk-strip .image-frame { overflow-x: auto; justify-content: flex-start; }
-  #walk-strip img { height: 128px; width: auto; max-width: none; }
+  #walk-strip img { height: auto; width: auto; max-width: none; }
 }
 """
 UI_MAX_SEED = 9_999  # the sliders' range, fine enough to drag; the API takes any seed up to explore.MAX_SEED
@@ -243,7 +244,8 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                     t = gr.Slider(0, 1, value=0.5, step=0.01, label="t (0 = A, 1 = B)")
                     method = gr.Radio(list(explore.METHODS), value="spherical", label="interpolation",
                                       info="spherical keeps in-between latents at a typical length")
-                    frames = gr.Slider(2, explore.MAX_FRAMES, value=8, step=1, label="frames in the walk")
+                    frames = gr.Slider(2, explore.MAX_FRAMES, value=8, step=1, label="frames in the walk",
+                                       elem_id="walk-frames")
                     walk_button = gr.Button("make walk", variant="primary")
                 with gr.Column(scale=2):
                     between = gr.Image(label="face at t", format="png", interactive=False, elem_classes="pixelated",

@@ -166,25 +166,31 @@ def test_on_a_phone_each_map_is_full_width_with_its_whole_caption(browser, app_u
         page.close()
 
 
-def test_on_a_phone_the_walk_strip_scrolls_at_a_readable_size_below_its_buttons(browser, app_url):
-    """Eight frames across a phone were 39 px tall, with the strip's buttons over the last ones."""
+@pytest.mark.parametrize("frames", [8, 32])
+def test_on_a_phone_the_walk_strip_keeps_its_size_and_scrolls_below_its_buttons(browser, app_url, frames):
+    """Shrunk to a phone's width, eight frames were 39 px tall (32 frames: 4 rows of 10 px), with the
+    strip's buttons over the last ones."""
     page = open_page(browser, app_url, width=390, height=844)
     try:
         wait_for_change(page, "#face img", [], 1)
         page.get_by_role("tab", name="Interpolation").click()
+        page.locator("#walk-frames input[type=number]").fill(str(frames))
+        page.locator("#walk-frames input[type=number]").press("Enter")
         page.get_by_role("button", name="make walk").click()
         wait_for_change(page, "#walk-strip img", [], 1)
         page.wait_for_function("() => document.querySelector('#walk-strip img').naturalWidth > 0")  # decoded
         layout = page.evaluate("""() => {
             const img = document.querySelector('#walk-strip img'), frame = img.parentElement;
             const r = img.getBoundingClientRect(), f = frame.getBoundingClientRect();
-            return {height: r.height, width: r.width, starts_at_frame: r.left === f.left,
-                    scrolls_to_end: frame.scrollWidth >= r.width && frame.clientWidth < r.width,
+            return {shown: [r.width, r.height], natural: [img.naturalWidth, img.naturalHeight],
+                    starts_at_frame: r.left === f.left, scrolls_to_end: frame.scrollWidth >= r.width,
                     lowest_button: Math.max(...[...document.querySelectorAll('#walk-strip button')]
                         .filter(b => b.querySelector('svg')).map(b => b.getBoundingClientRect().bottom)),
                     top: r.top};
         }""")
-        assert layout["height"] >= 100 and layout["starts_at_frame"] and layout["scrolls_to_end"], layout
+        rows = -(-frames // app.WALK_COLUMNS)
+        assert layout["natural"][1] >= rows * SIZE * 2  # each row of frames is a face at twice its size
+        assert layout["shown"] == layout["natural"] and layout["starts_at_frame"] and layout["scrolls_to_end"], layout
         assert layout["lowest_button"] <= layout["top"], layout
     finally:
         page.close()
