@@ -92,9 +92,14 @@ EXPORT_ONLY_FLAGS = {"out", "export", "export_dtype", "export_best", "no_progres
 
 
 def main(argv=None) -> int:
-    main_process = os.environ.get("RANK", "0") == "0"
-    # Under torchrun every rank parses the same flags: rank 0 alone reports a malformed one.
-    with contextlib.nullcontext() if main_process else contextlib.redirect_stderr(io.StringIO()):
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # processes under torchrun
+    rank = os.environ.get("RANK", "0") if world > 1 else "0"
+    main_process = rank == "0"
+    # Under torchrun the ranks of one machine meet the same mistake in the flags or files, so one rank
+    # per machine (its local rank 0) reports it; the others stay quiet.
+    reports = world == 1 or os.environ.get("LOCAL_RANK", "0") == "0"
+    who = f"rank {rank}: " if world > 1 else ""
+    with contextlib.nullcontext() if reports else contextlib.redirect_stderr(io.StringIO()):
         args = parse_args(argv)
     which = "best" if args.export_best else "latest"
     export_dtype = args.export_dtype or "fp32"
@@ -156,12 +161,11 @@ def main(argv=None) -> int:
             step = export_run(cfg.out, args.export, export_dtype, "best") if args.export_best else models.step
             print(f"exported the EMA generator ({which}, step {step}) to {args.export}")
     except (DataError, CheckpointError, TrainingError, ValueError) as e:
-        if main_process:  # under torchrun every rank meets the same mistake: rank 0 says it once
-            print(f"error: {e}", file=sys.stderr)
+        if reports:
+            print(f"{'' if main_process else who}error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, a directory that became unwritable mid-run: it may be this rank's alone
-        rank = f"rank {os.environ['RANK']}: " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
-        print(f"{rank}error: cannot read or write {e.filename or 'a file'}: {e.strerror or e}.", file=sys.stderr)
+        print(f"{who}error: cannot read or write {e.filename or 'a file'}: {e.strerror or e}.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         latest = out / "checkpoints" / "latest.pt"

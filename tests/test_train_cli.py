@@ -183,28 +183,39 @@ def test_a_failed_write_mid_run_is_one_line_naming_the_file(tmp_path, faces_dir,
                                        "No space left on device.\n")
 
 
-def test_under_torchrun_rank_0_alone_reports_a_shared_mistake_and_each_rank_its_own_failed_write(
+def test_under_torchrun_one_rank_per_machine_reports_a_shared_mistake_and_each_rank_its_own_failed_write(
         tmp_path, faces_dir, monkeypatch, capsys):
-    """Every rank parses the same flags, so a mistake in them is said once, not once per process; a
-    failed write may be one rank's own, so it is said with the rank."""
+    """The ranks of one machine parse the same flags and see the same files, so a mistake is said
+    once per machine, not once per process; a failed write may be one rank's own, so every rank says
+    it, with its rank."""
     bad_value = ["--data", str(faces_dir), "--out", str(tmp_path / "run"), "--lr-g", "-1"]
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    for rank in ("0", "1"):
+    message = "error: --lr-g must be a number above 0, not -1.0.\n"
+    monkeypatch.setenv("WORLD_SIZE", "4")  # two machines of two processes
+    for rank, local_rank, expected in (("0", "0", message), ("1", "1", ""), ("2", "0", "rank 2: " + message)):
         monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
         assert train_cli.main(bad_value) == 2
-        assert capsys.readouterr().err == ("error: --lr-g must be a number above 0, not -1.0.\n" if rank == "0" else "")
+        assert capsys.readouterr().err == expected
         with pytest.raises(SystemExit):  # a malformed flag, refused by the parser itself
             train_cli.main(["--steps", "abc"])
-        assert ("invalid int value: 'abc'" in capsys.readouterr().err) == (rank == "0")
+        assert ("invalid int value: 'abc'" in capsys.readouterr().err) == (expected != "")
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device", "/scratch/cache/faces.npy")
     monkeypatch.setattr(train_cli, "train", disk_full)
     for rank in ("0", "1"):
         monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", rank)
         assert train_cli.main(["--data", str(faces_dir), "--out", str(tmp_path / "run")]) == 1
         assert capsys.readouterr().err == (f"rank {rank}: error: cannot read or write /scratch/cache/faces.npy: "
                                            "No space left on device.\n")
+
+
+def test_a_stray_rank_variable_without_torchrun_still_reports(tmp_path, faces_dir, monkeypatch, capsys):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("RANK", "1")  # left in the environment by something else: one process is rank 0
+    assert train_cli.main(["--data", str(faces_dir), "--out", str(tmp_path / "run"), "--lr-g", "-1"]) == 2
+    assert capsys.readouterr().err == "error: --lr-g must be a number above 0, not -1.0.\n"
 
 
 def test_a_resumed_run_measures_fid_with_the_network_it_started_with(tmp_path, faces_dir, monkeypatch, capsys):
