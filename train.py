@@ -124,8 +124,6 @@ def main(argv=None) -> int:
         for name in ("data", "cache_dir", "inception"):  # saved absolute: a resumed run finds them from anywhere
             if flags.get(name):
                 flags[name] = os.path.abspath(flags[name])
-        if flags.get("inception_sha256"):
-            flags["inception_sha256"] = flags["inception_sha256"].lower()
         resume_from = None
         if args.resume == "latest":  # --resume alone: the run in --out
             resume_from = Path(args.out or TrainConfig().out) / "checkpoints" / "latest.pt"
@@ -153,7 +151,7 @@ def main(argv=None) -> int:
             extractor = inception.load(cfg.inception or None, resolve_device(cfg.device), cfg.inception_sha256)
         models = train(cfg, resume_state=state, export=None if args.export_best else args.export,
                        export_dtype=export_dtype, progress=not args.no_progress, extractor=extractor,
-                       network=cfg.inception_sha256, resume_from=resume_from)
+                       resume_from=resume_from)
         if main_process:
             print(f"trained to step {models.step}; the run is in {out}" if models.step >= cfg.steps else
                   f"stopped by --max-minutes at step {models.step} of {cfg.steps}: continue with --resume {out}")

@@ -124,6 +124,7 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.model, dict):
             self.model = ModelConfig.from_dict(self.model)
+        self.inception_sha256 = self.inception_sha256.lower()  # a hash is one network, whatever its case
 
     def check(self) -> None:
         """Raise ValueError, naming the train.py flag, for a value no run can use (NaN included)."""
@@ -162,11 +163,13 @@ class TrainConfig:
 
 def from_flags(flags: dict, saved: dict | None = None) -> TrainConfig:
     """A run's config: the defaults, then a resumed run's ``saved`` config, then the train.py ``flags``
-    given (by field name; MODEL_FLAGS and RESUME_FIXED cannot change a resumed run's)."""
+    given (by field name; MODEL_FLAGS, and the RESUME_FIXED fields a resumed run saved, cannot change)."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
     unknown = set(flags) - fields - set(MODEL_FLAGS)
     if unknown:
         raise ValueError(f"unknown training option(s) {sorted(unknown)}.")
+    if "inception_sha256" in flags:  # a hash is one network, whatever its case
+        flags = {**flags, "inception_sha256": flags["inception_sha256"].lower()}
     if saved is not None:
         cfg = TrainConfig.from_dict(saved)
         changed = {k for k in MODEL_FLAGS if k in flags and flags[k] != getattr(cfg.model, k)}

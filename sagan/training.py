@@ -51,11 +51,11 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
-def validation(cfg: TrainConfig, extractor: Extractor, network: str,
-               progress: bool = True) -> Callable[[nn.Module, int], dict]:
+def validation(cfg: TrainConfig, extractor: Extractor, progress: bool = True) -> Callable[[nn.Module, int], dict]:
     """(g, step) -> metrics.jsonl entry with validation FID and KID against the holdout split, whose
-    statistics are computed (or read from the cache) once."""
-    cache_dir = cfg.cache_dir or Path(cfg.out) / "cache"
+    statistics are computed (or read from the cache) once. ``extractor`` is the network
+    ``cfg.inception_sha256`` names."""
+    cache_dir, network = cfg.cache_dir or Path(cfg.out) / "cache", cfg.inception_sha256
     ref = reference_statistics(cfg.data, cfg.model.image_size, extractor, network, cfg.holdout, cache_dir=cache_dir,
                                progress=progress)
     return lambda g, step: {
@@ -66,23 +66,23 @@ def validation(cfg: TrainConfig, extractor: Extractor, network: str,
 
 def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None = None,
           export_dtype: str = "fp32", progress: bool = True, tensorboard: bool = True,
-          extractor: Extractor | None = None, network: str = "", resume_from: Path | None = None) -> Models:
+          extractor: Extractor | None = None, resume_from: Path | None = None) -> Models:
     """Train (or continue training ``resume_state``, loaded from the file ``resume_from``) as ``cfg``
     says; returns the models at the final step. ``cfg.max_minutes`` counts from this call.
 
     Run under torchrun, each process trains on its share of a global batch of
     ``batch_size * world_size`` images. With ``cfg.eval_every``, rank 0 measures FID with
-    ``extractor`` (features named ``network``) and keeps the best state in checkpoints/best.pt.
+    ``extractor`` (the network ``cfg.inception_sha256`` names) and keeps the best state in checkpoints/best.pt.
     """
     device = resolve_device(cfg.device)
     with cuda_speed_settings(device), RunLock(Path(cfg.out)) as lock:
         return _train(cfg, device, lock, resume_state, resume_from, export, export_dtype, progress, tensorboard,
-                      extractor, network)
+                      extractor)
 
 
 def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: dict | None, resume_from: Path | None,
-           export: str | None, export_dtype: str, progress: bool, tensorboard: bool, extractor: Extractor | None,
-           network: str) -> Models:
+           export: str | None, export_dtype: str, progress: bool, tensorboard: bool,
+           extractor: Extractor | None) -> Models:
     started = time.perf_counter()  # --max-minutes includes decoding the data and the holdout's statistics
     cfg.check()
     check_run_directory(Path(cfg.out), resume_state, cfg.steps, resume_from)
@@ -132,7 +132,7 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
         iterate = GraphedIteration(iterate)
     run = RunDirectory(cfg, tensorboard=tensorboard) if ranks.main else None
     fixed_z = latents(range(cfg.num_grid), cfg.model.z_dim).to(device)
-    validate = validation(cfg, extractor, network, progress) if cfg.eval_every > 0 and ranks.main else None
+    validate = validation(cfg, extractor, progress) if cfg.eval_every > 0 and ranks.main else None
     if run:
         run.log(models.step, {"event/start": 1.0, "images": float(images.shape[0]), "processes": float(ranks.world)})
 

@@ -84,6 +84,7 @@ def test_a_resumed_run_keeps_its_saved_options_unless_a_flag_overrides_them():
                                          "are measured with"):
         from_flags({"inception_sha256": "ab" * 32}, saved)
     assert from_flags({"inception": "/moved/inception.pt"}, saved).inception == "/moved/inception.pt"  # a file moves
+    assert from_flags({"inception_sha256": INCEPTION_SHA256.upper()}, saved).inception_sha256 == INCEPTION_SHA256
 
 
 def test_a_run_saved_before_the_fid_network_was_recorded_resumes_with_the_standard_one_or_the_one_named():
@@ -92,6 +93,9 @@ def test_a_run_saved_before_the_fid_network_was_recorded_resumes_with_the_standa
     cfg = from_flags({"steps": 200}, saved)
     assert (cfg.inception, cfg.inception_sha256) == ("", INCEPTION_SHA256)
     assert from_flags({"inception_sha256": "ab" * 32}, saved).inception_sha256 == "ab" * 32
+
+
+def test_a_flag_that_is_no_training_option_is_refused():
     with pytest.raises(ValueError, match=r"unknown training option\(s\) \['export'\]"):
         from_flags({"export": "g.safetensors"})
 

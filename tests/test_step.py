@@ -146,6 +146,3 @@ def test_a_state_saved_with_more_gpus_than_this_machine_has_restores(monkeypatch
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: restored.append((int(s[0]), device)))
     restore(build_models(cfg, CPU), state)
     assert restored == [(0, 0)]
-
-
-

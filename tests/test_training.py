@@ -145,11 +145,12 @@ def _metrics(out):
 @pytest.mark.parametrize("offsets,best_step", [((0, 1000, 2000), 2), ((0, 2000, 1000), 4)])
 def test_validation_fid_is_logged_and_the_best_state_kept(tmp_path, faces_dir, offsets, best_step, capsys):
     out = tmp_path / "run"
-    train(tiny_train_config(faces_dir, out, steps=4, holdout=4, eval_every=2, eval_samples=8, ckpt_every=4),
-          progress=False, tensorboard=False, extractor=_shifting_extractor(offsets), network="tiny")
+    train(tiny_train_config(faces_dir, out, steps=4, holdout=4, eval_every=2, eval_samples=8, ckpt_every=4,
+                            inception_sha256="tiny"),
+          progress=False, tensorboard=False, extractor=_shifting_extractor(offsets))
     assert capsys.readouterr().err == ""  # no progress bars asked for: validation's stay hidden too
     entries = _metrics(out)
-    assert [e["step"] for e in entries] == [2, 4]
+    assert [e["step"] for e in entries] == [2, 4] and {e["network"] for e in entries} == {"tiny"}
     assert all(e["num_samples"] == 8 and e["num_reference"] == 4 and e["holdout"] == 4 for e in entries)
     fids = [e["fid"] for e in entries]
     assert (fids[1] > fids[0]) == (best_step == 2)
@@ -166,12 +167,11 @@ def test_validation_fid_is_logged_and_the_best_state_kept(tmp_path, faces_dir, o
 
 def test_resumed_run_remembers_its_best_validation_fid(tmp_path, faces_dir):
     out, extract = tmp_path / "run", _shifting_extractor((0, 1000, 2000))
-    cfg = dict(holdout=4, eval_every=2, eval_samples=8, ckpt_every=2)
-    train(tiny_train_config(faces_dir, out, steps=2, **cfg), progress=False, tensorboard=False,
-          extractor=extract, network="tiny")
+    cfg = dict(holdout=4, eval_every=2, eval_samples=8, ckpt_every=2, inception_sha256="tiny")
+    train(tiny_train_config(faces_dir, out, steps=2, **cfg), progress=False, tensorboard=False, extractor=extract)
     state = load_training_state(out / "checkpoints" / "latest.pt")
     train(tiny_train_config(faces_dir, out, steps=4, **cfg), resume_state=state, progress=False,
-          tensorboard=False, extractor=extract, network="tiny")
+          tensorboard=False, extractor=extract)
     assert [e["step"] for e in _metrics(out)] == [2, 4]
     assert load_training_state(out / "checkpoints" / "best.pt")["step"] == 2  # step 4 scored worse
 
