@@ -16,11 +16,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-# How long ranks wait at a collective for the others. On CPUs (gloo) rank 0's validation runs
-# Inception at about 4 img/s, so 2,000 reference images and 10,000 samples keep the other ranks
-# waiting for most of an hour, past gloo's default of 30 minutes. On GPUs it takes seconds, and
-# NCCL keeps its default.
-GLOO_TIMEOUT = timedelta(hours=2)
+# Inception ran at 3.5-5.6 img/s on 2 CPU cores, and torchrun gives each process one thread by
+# default: the timeout assumes 1 img/s, a margin rather than a measurement.
+CPU_INCEPTION_IMAGES_PER_S = 1.0
 
 
 @dataclass
@@ -37,9 +35,17 @@ class Distributed:
         return slice(self.rank * batch_size, (self.rank + 1) * batch_size)
 
 
-def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
+def collective_timeout(validation_images: int) -> timedelta:
+    """How long CPU ranks wait at a collective for the others: gloo's default 30 minutes, or longer
+    when rank 0 meanwhile runs Inception on ``validation_images`` (reference and samples)."""
+    return max(timedelta(minutes=30), timedelta(seconds=validation_images / CPU_INCEPTION_IMAGES_PER_S))
+
+
+def init_distributed(device: torch.device, cpu_timeout: timedelta = timedelta(minutes=30)
+                     ) -> tuple[Distributed, torch.device]:
     """The process group torchrun describes in the environment (none for a single process), and
-    this process's device (its own GPU under torchrun)."""
+    this process's device (its own GPU under torchrun). CPU ranks (gloo) wait ``cpu_timeout`` at a
+    collective; GPU ranks (NCCL) keep its default, since validation on a GPU takes seconds."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Distributed(), device
@@ -51,7 +57,7 @@ def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
         if device.type == "cuda":
             dist.init_process_group("nccl")
         else:
-            dist.init_process_group("gloo", timeout=GLOO_TIMEOUT)
+            dist.init_process_group("gloo", timeout=cpu_timeout)
     return Distributed(rank, world), device
 
 

@@ -18,7 +18,7 @@ from .augment import parse_policy
 from .checkpoint import export_generator
 from .config import TrainConfig
 from .data import load_images
-from .distributed import init_distributed, out_of_time, sync_buffers, wrap_ddp
+from .distributed import collective_timeout, init_distributed, out_of_time, sync_buffers, wrap_ddp
 from .evaluate import Extractor, now, reference_statistics, score
 from .graphs import GraphedIteration
 from .rundir import RunDirectory, RunLock
@@ -90,7 +90,8 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
         check_writable_directory(Path(cfg.cache_dir), "--cache-dir")
     if cfg.eval_every > 0 and cfg.holdout <= 0:
         raise TrainingError("--eval-every measures FID on the validation split: add --holdout N (e.g. 2000).")
-    ranks, device = init_distributed(device)
+    validation_images = cfg.holdout + cfg.eval_samples if cfg.eval_every > 0 else 0
+    ranks, device = init_distributed(device, collective_timeout(validation_images))
     if cfg.sync_bn and ranks.world == 1:
         raise TrainingError("--sync-bn only applies to multi-process runs: start them with torchrun.")
     if cfg.sync_bn and device.type != "cuda":
