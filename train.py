@@ -148,7 +148,8 @@ def main(argv=None) -> int:
                                     "add --eval-every N and --holdout N, or leave it out.")
         extractor = None
         if cfg.eval_every > 0 and cfg.holdout > 0 and main_process:
-            extractor = inception.load(cfg.inception or None, resolve_device(cfg.device), cfg.inception_sha256)
+            extractor = inception.load(cfg.inception or None, resolve_device(cfg.device), cfg.inception_sha256,
+                                       fixed=state is not None and "inception_sha256" in state["config"])
         models = train(cfg, resume_state=state, export=None if args.export_best else args.export,
                        export_dtype=export_dtype, progress=not args.no_progress, extractor=extractor,
                        resume_from=resume_from)

@@ -50,16 +50,18 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def check_file(path: str | os.PathLike, expected_sha256: str = INCEPTION_SHA256) -> None:
-    """Refuse a missing file, or one whose content differs from the network FID numbers are defined by."""
+def check_file(path: str | os.PathLike, expected_sha256: str = INCEPTION_SHA256, fixed: bool = False) -> None:
+    """Refuse a missing file, or one whose content differs from the network FID numbers are defined by
+    (``fixed``: the network a resumed run measures with, which it cannot change)."""
     path = Path(path)
     if not path.is_file():
         raise InceptionError(f"no Inception network at {str(path)!r}: {INSTALL_HINT}.")
     actual = file_sha256(path)
     if actual != expected_sha256.lower():
+        fix = (f"{INSTALL_HINT} to a copy of the network this run measures its FIDs with" if fixed else
+               f"{INSTALL_HINT} to the right file, or --inception-sha256 to measure with another network on purpose")
         raise InceptionError(f"{str(path)!r} has sha256 {actual}, not {expected_sha256}: it is not the expected "
-                             f"feature network (a corrupt download or another model); {INSTALL_HINT} to the "
-                             "right file, or --inception-sha256 to measure with another network on purpose.")
+                             f"feature network (a corrupt download or another model); {fix}.")
 
 
 def resize_for_inception(images: torch.Tensor) -> torch.Tensor:
@@ -84,10 +86,11 @@ class InceptionFeatures:
 
 
 def load(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-         expected_sha256: str = INCEPTION_SHA256) -> InceptionFeatures:
-    """The network at ``path`` (default: the installed wheel's), hash-checked, as a feature extractor."""
+         expected_sha256: str = INCEPTION_SHA256, fixed: bool = False) -> InceptionFeatures:
+    """The network at ``path`` (default: the installed wheel's), hash-checked (see ``check_file``), as a
+    feature extractor."""
     path = Path(path) if path is not None else default_path()
-    check_file(path, expected_sha256)
+    check_file(path, expected_sha256, fixed)
     try:
         with warnings.catch_warnings():
             # The network exists only as TorchScript; torch's deprecation notice offers no alternative.

@@ -118,6 +118,8 @@ def test_hash_check_rejects_a_wrong_file(tmp_path):
         inception.load(fake)
     with pytest.raises(inception.InceptionError, match="no Inception network"):
         inception.load(tmp_path / "missing.pt")
+    with pytest.raises(inception.InceptionError, match="to a copy of the network this run measures its FIDs with.$"):
+        inception.load(fake, fixed=True)  # a resumed run cannot switch networks, so that is not offered
 
 
 def test_the_installed_network_gives_2048_features():

@@ -222,7 +222,8 @@ def test_a_resumed_run_measures_fid_with_the_network_it_started_with(tmp_path, f
     """--inception and --inception-sha256 are part of the run's config: resuming without them keeps
     measuring with the same network, so its best FID compares like with like."""
     loaded, network = [], "AB" * 32
-    monkeypatch.setattr(train_cli.inception, "load", lambda path, device, sha256: loaded.append((path, sha256)))
+    monkeypatch.setattr(train_cli.inception, "load",
+                        lambda path, device, sha256, fixed: loaded.append((path, sha256, fixed)))
     saved = []
 
     def interrupted(cfg, **kwargs):
@@ -236,7 +237,9 @@ def test_a_resumed_run_measures_fid_with_the_network_it_started_with(tmp_path, f
     train_tiny(faces_dir, tmp_path / "run", holdout=4, inception=saved[0].inception,
                inception_sha256=saved[0].inception_sha256)
     assert train_cli.main(["--resume", str(tmp_path / "run"), "--steps", "9", "--eval-every", "2"]) == 130
-    assert loaded == [(str(tmp_path / "net.pt"), network.lower())] * 2
+    # A wrong file's message then asks for a copy of that network, not for another --inception-sha256.
+    net = str(tmp_path / "net.pt")
+    assert loaded == [(net, network.lower(), False), (net, network.lower(), True)]
     assert train_cli.main(["--resume", str(tmp_path / "run"), "--steps", "9", "--eval-every", "2",
                            "--inception-sha256", "cd" * 32]) == 2
     assert "cannot change --inception-sha256 when resuming" in capsys.readouterr().err
