@@ -83,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--export", metavar="PATH.safetensors", help="write the EMA generator here at the end (alone: export <out>)")
     a("--export-dtype", choices=("fp32", "fp16"), help="dtype of exported weights (default fp32)")
     a("--export-best", action="store_true", help="export checkpoints/best.pt (lowest validation FID), not the last")
-    a("--no-progress", action="store_true", help="no progress bar")
+    a("--no-progress", action="store_true", help="no progress bars (training and validation)")
     return p.parse_args(argv)
 
 

@@ -1,5 +1,6 @@
 """The training step: the models and optimizers, one iteration (a D update and a G update on one
-batch of fakes), the EMA generator, and the step's speed settings.
+batch of fakes), the EMA generator, the training state saved in checkpoints and restored from them,
+and the step's speed settings.
 
 One iteration makes one batch of fakes, updates D on real and fake in a single forward pass,
 then updates G through the updated D on the same fakes (D's weight gradients switched off).
