@@ -103,7 +103,7 @@ class TrainConfig:
     ema_rampup: float = 0.05                  # early on the half-life is at most this fraction of images seen
     diffaugment: str = ""                     # DiffAugment policy, e.g. "color,translation,cutout"; empty: off
     holdout: int = 0                          # last N files by name kept out of training (validation split)
-    max_images: int = 0                       # train on the first N images of the training split only; 0: all
+    max_images: int = 0                       # train on the training split's first N files by name only; 0: all
     seed: int = 0                             # seeds weights, latents, data order and augmentation
     device: str = "auto"                      # auto, cpu or cuda
     precision: str = "auto"                   # auto, bf16 or fp32 (auto: bf16 where the hardware has it)

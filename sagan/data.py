@@ -109,11 +109,12 @@ def cache_key(path: Path, names: list[str], image_size: int) -> str:
 
 
 def load_images(path: str | os.PathLike, image_size: int, cache_dir: str | os.PathLike | None = None,
-                holdout: int = 0, split: str = "train") -> torch.Tensor:
+                holdout: int = 0, split: str = "train", max_files: int = 0) -> torch.Tensor:
     """All usable images of a data set as a uint8 tensor (N, 3, S, S).
 
     ``holdout`` keeps the last N files by name apart: ``split="train"`` gives the rest,
-    ``split="holdout"`` gives those N.
+    ``split="holdout"`` gives those N. ``max_files`` keeps the split's first files by name only (0:
+    all), so a small run decodes and caches no more than it trains on.
     """
     if split not in ("train", "holdout", "all"):
         raise ValueError(f"split must be train, holdout or all, not {split!r}.")
@@ -125,7 +126,7 @@ def load_images(path: str | os.PathLike, image_size: int, cache_dir: str | os.Pa
         raise DataError(f"--holdout {holdout} must be between 0 and the number of image files ({len(names)}) - 1 "
                         "(a resumed training run keeps the --holdout it started with).")
     cut = len(names) - holdout
-    names = {"train": names[:cut], "holdout": names[cut:], "all": names}[split]
+    names = {"train": names[:cut], "holdout": names[cut:], "all": names}[split][:max_files or None]
 
     cache_file = None
     if cache_dir:

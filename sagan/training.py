@@ -113,7 +113,7 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
     precision = resolve_precision(cfg.precision, device)
     policy = parse_policy(cfg.diffaugment)
     images = load_images(cfg.data, cfg.model.image_size, cache_dir=cfg.cache_dir or Path(cfg.out) / "cache",
-                         holdout=cfg.holdout, split="train")[:cfg.max_images or None].to(device)
+                         holdout=cfg.holdout, split="train", max_files=cfg.max_images).to(device)
     models = build_models(cfg, device)
     if resume_state is not None:
         restore(models, resume_state)

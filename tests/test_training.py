@@ -5,6 +5,7 @@ import json
 import math
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -45,6 +46,8 @@ def test_max_images_trains_on_the_first_files_only(tmp_path, faces_dir, monkeypa
     assert logged["images"] == 5.0
     training_split = load_images(faces_dir, 32, holdout=2, split="train")
     assert torch.equal(trained_on[0], training_split[:5])
+    (cached,) = (tmp_path / "run" / "cache").glob("images-*.npy")  # a small run decodes no more than it uses
+    assert np.load(cached).shape[0] == 5
 
 
 def test_run_directory_contents(tmp_path, faces_dir):
