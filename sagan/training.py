@@ -167,6 +167,7 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
                 bar.set_postfix(d=f"{d_mean:.3f}", g=f"{g_mean:.3f}", img_s=f"{ips:.0f}")
                 loss_sums.zero_()
                 window_start, window_steps = time.perf_counter(), 0
+            extras_started = time.perf_counter()
             if ranks.world > 1 and (models.step % cfg.ckpt_every == 0 or done):
                 sync_buffers(models.G, models.D, models.G_ema)
             if run and (models.step % cfg.sample_every == 0 or done):
@@ -182,6 +183,7 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
                     run.save_best(training_state(models, cfg))
             if run and (models.step % cfg.ckpt_every == 0 or done):
                 run.save_checkpoint(training_state(models, cfg), periodic=models.step % cfg.ckpt_every == 0)
+            window_start += time.perf_counter() - extras_started  # img/s counts training, not grids, FIDs or saves
     finally:
         bar.close()
         if run:

@@ -168,6 +168,21 @@ def test_validation_fid_is_logged_and_the_best_state_kept(tmp_path, faces_dir, o
     assert all(torch.equal(g.state_dict()[k], v) for k, v in best["G_ema"].items())
 
 
+def test_the_logged_speed_counts_training_steps_not_validation(tmp_path, faces_dir):
+    """A validation that takes a second after step 1 must not show up as a crawl at step 2."""
+    shifting = _shifting_extractor([0] * 10)
+
+    def slow(images):
+        time.sleep(1.0)  # once for the reference, before training, then once per validation
+        return shifting(images)
+    out = tmp_path / "run"
+    train(tiny_train_config(faces_dir, out, steps=2, holdout=4, eval_every=1, eval_samples=2, log_every=1,
+                            inception_sha256="tiny"), progress=False, tensorboard=False, extractor=slow)
+    speeds = [r["speed/img_per_s"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+              if "speed/img_per_s" in r]
+    assert len(speeds) == 2 and speeds[1] > 8, speeds  # 4 images after 1 s of validation: under 4 img/s
+
+
 def test_resumed_run_remembers_its_best_validation_fid(tmp_path, faces_dir):
     out, extract = tmp_path / "run", _shifting_extractor((0, 1000, 2000))
     cfg = dict(holdout=4, eval_every=2, eval_samples=8, ckpt_every=2, inception_sha256="tiny")
