@@ -68,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--log-every", type=int, help=f"default {d.log_every}")
     a("--sample-every", type=int, help=f"default {d.sample_every}")
     a("--ckpt-every", type=int, help=f"default {d.ckpt_every}")
-    a("--keep-ckpts", type=int, help=f"periodic checkpoints kept (default {d.keep_ckpts})")
+    a("--keep-ckpts", type=int, help=f"periodic checkpoints kept, 0 for all (default {d.keep_ckpts})")
     a("--num-grid", type=int, help=f"faces in each progress grid, seeds 0..N-1 (default {d.num_grid})")
     a("--cache-dir", help="where decoded data sets and reference statistics are cached (default <out>/cache)")
     a("--eval-every", type=int, help="steps between validation FIDs on the --holdout split, the best state kept "
