@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import io
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -179,4 +180,7 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     # A warning (skipped images) as one line, without the source line Python's format adds.
     warnings.formatwarning = lambda message, category, *rest, **kwargs: f"warning: {message}\n"
+    # SIGTERM (kill, a scheduler's preemption, torchrun stopping the other ranks) ends a run as Ctrl-C
+    # does: with a line saying where to resume from, not silently.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(main())

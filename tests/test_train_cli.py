@@ -146,6 +146,23 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path, face
     assert len(list((out / "checkpoints").glob("step-*.pt"))) == 2  # the resumed run's retention caught up
 
 
+def test_sigterm_ends_a_run_like_ctrl_c_with_where_to_resume(tmp_path, faces_dir):
+    out = tmp_path / "run"
+    args = [sys.executable, "train.py", "--data", str(faces_dir), "--out", str(out), "--image-size", "32",
+            "--conv-dim", "8", "--z-dim", "8", "--batch-size", "4", "--precision", "fp32", "--device", "cpu",
+            "--no-progress", "--ckpt-every", "1", "--steps", "100000"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    latest = out / "checkpoints" / "latest.pt"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not latest.exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == f"interrupted: continue from the last checkpoint ({latest}) with --resume."
+    assert load_training_state(latest)["step"] >= 1
+
+
 def test_validation_needs_a_holdout_split_and_best_export_needs_validation(tmp_path, faces_dir):
     with pytest.raises(TrainingError, match="--holdout N"):
         train_tiny(faces_dir, tmp_path / "run", eval_every=2)
