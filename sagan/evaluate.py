@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from . import inception, metrics
 from .checkpoint import load_generator, read_export_metadata
+from .config import ModelConfig
 from .data import cache_key, list_images, load_images
 from .sampling import generate, latents
 
@@ -185,14 +186,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def check_run(run: str | Path, checkpoint: str | Path) -> None:
+    """Refuse a ``--run`` directory that does not exist, or whose config.json trained another network
+    than ``checkpoint``: its metrics.jsonl would mix in another model's FID."""
+    run = Path(run)
+    if not run.is_dir():
+        raise EvaluationError(f"run directory {str(run)!r} does not exist: pass the --out of a training run.")
+    if not (run / "config.json").is_file():
+        return
+    try:
+        trained = ModelConfig.from_dict(json.loads((run / "config.json").read_text())["model"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise EvaluationError(f"{str(run / 'config.json')!r} is not a run's config: {e}") from None
+    exported = ModelConfig.from_dict(json.loads(read_export_metadata(checkpoint)["config"]))
+    if trained != exported:
+        raise EvaluationError(f"--run {str(run)!r} trained another network than {str(checkpoint)!r}: pass the run "
+                              "the checkpoint was exported from, or leave --run out.")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
         if device == "cuda" and not torch.cuda.is_available():
             raise EvaluationError("--device cuda but PyTorch sees no CUDA device: use --device cpu.")
-        if args.run and not Path(args.run).is_dir():
-            raise EvaluationError(f"run directory {args.run!r} does not exist: pass the --out of a training run.")
+        if args.run:
+            check_run(args.run, args.checkpoint)
         extractor = inception.load(args.inception, device, args.inception_sha256)
         result = evaluate(args.checkpoint, args.reference, extractor, args.inception_sha256.lower(), args.holdout,
                           args.num_samples, args.batch_size, args.cache_dir, device)

@@ -14,6 +14,7 @@ from torch import nn
 from sagan import evaluate as evaluate_module
 from sagan import inception, metrics, sample
 from sagan.checkpoint import load_generator
+from sagan.config import TrainConfig, preset
 from sagan.data import load_images
 from sagan.evaluate import evaluate, main
 from sagan.sampling import generate, latents
@@ -65,6 +66,7 @@ def test_cli_appends_fid_and_kid_of_seeds_against_the_holdout_split(tiny_checkpo
                                                                     monkeypatch, capsys):
     run = tmp_path / "run"
     run.mkdir()
+    (run / "config.json").write_text(TrainConfig(model=load_generator(tiny_checkpoint).cfg).to_json())  # its run
     assert cli(tiny_checkpoint, faces, tiny_network, tmp_path, "--holdout", 6, "--run", run) == 0
     assert "FID" in capsys.readouterr().out
     (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -138,6 +140,7 @@ def test_stats_without_features_give_fid_only(tiny_checkpoint, tmp_path, tiny_ne
     ("missing npz", "no reference statistics"),
     ("holdout with npz", "leave --holdout out"),
     ("missing run", "run directory"),
+    ("another run", "trained another network than"),
 ])
 def test_user_errors_print_one_line(case, message, tiny_checkpoint, faces, tiny_network, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
@@ -153,9 +156,14 @@ def test_user_errors_print_one_line(case, message, tiny_checkpoint, faces, tiny_
         reference = tmp_path / "none.npz"
     elif case == "holdout with npz":
         reference, extra = tmp_path / "stats.npz", ["--holdout", 2]
-    else:
+    elif case == "missing run":
         extra = ["--run", tmp_path / "no-such-run"]
+    else:  # a run of a wider network: its metrics.jsonl must not get this checkpoint's FID
+        (tmp_path / "other").mkdir()
+        (tmp_path / "other" / "config.json").write_text(TrainConfig(model=preset("sagan", 32)).to_json())
+        extra = ["--run", tmp_path / "other"]
     assert cli(checkpoint, reference, network, tmp_path, *extra) == 2
+    assert not (tmp_path / "other" / "metrics.jsonl").exists()
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
