@@ -141,14 +141,18 @@ def read_export_metadata(path: str | os.PathLike) -> dict:
     return metadata
 
 
-def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
-    """An exported generator, fp32, in eval mode. Mismatched weights are refused, never half-loaded."""
+def export_config(path: str | os.PathLike) -> ModelConfig:
+    """The model config an exported generator carries in its metadata."""
     metadata = read_export_metadata(path)
     try:
-        cfg = ModelConfig.from_dict(json.loads(metadata["config"]))
+        return ModelConfig.from_dict(json.loads(metadata["config"]))
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{str(path)!r} has an unusable model config: {e}") from None
-    g = Generator(cfg)
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
+    """An exported generator, fp32, in eval mode. Mismatched weights are refused, never half-loaded."""
+    g = Generator(export_config(path))
     tensors = load_file(str(path))
     expected = g.state_dict()
     missing, unexpected = set(expected) - set(tensors), set(tensors) - set(expected)

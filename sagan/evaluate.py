@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from . import inception, metrics
-from .checkpoint import load_generator, read_export_metadata
+from .checkpoint import export_config, load_generator, read_export_metadata
 from .config import ModelConfig
 from .data import cache_key, list_images, load_images
 from .sampling import generate, latents
@@ -198,8 +198,7 @@ def check_run(run: str | Path, checkpoint: str | Path) -> None:
         trained = ModelConfig.from_dict(json.loads((run / "config.json").read_text())["model"])
     except (KeyError, ValueError, TypeError) as e:
         raise EvaluationError(f"{str(run / 'config.json')!r} is not a run's config: {e}") from None
-    exported = ModelConfig.from_dict(json.loads(read_export_metadata(checkpoint)["config"]))
-    if trained != exported:
+    if trained != export_config(checkpoint):
         raise EvaluationError(f"--run {str(run)!r} trained another network than {str(checkpoint)!r}: pass the run "
                               "the checkpoint was exported from, or leave --run out.")
 
