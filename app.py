@@ -37,12 +37,15 @@ from sagan.checkpoint import CheckpointError, load_generator
 
 # Next to this file, so `python path/to/app.py` works from any directory.
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "checkpoints" / "anime64.safetensors")
-# On a phone two maps side by side were 150 px wide with clipped captions: there, one map per row,
-# all rows shown (the gallery would otherwise scroll inside a box of fixed height). The walk's strip
-# of frames was shrunk to the screen's width (39 px tall for 8 frames) under its own buttons: there,
-# it keeps its own size (2x the faces) and scrolls sideways, below them.
+# Gradio lays a gallery of height "auto" out in a box at least 450 px tall: the maps' own height
+# instead, with no blank band under them. On a phone two maps side by side were 150 px wide with
+# clipped captions: there, one map per row, all rows shown (the gallery would otherwise scroll inside
+# a box of fixed height). The walk's strip of frames was shrunk to the screen's width (39 px tall for
+# 8 frames) under its own buttons: there, it keeps its own size (2x the faces) and scrolls sideways,
+# below them.
 CSS = """
 .pixelated img { image-rendering: pixelated; }
+#attention .grid-wrap { min-height: 0 !important; height: auto !important; }
 @media (max-width: 640px) {
   #attention .grid-container { --grid-cols: 1 !important; }
   #attention .grid-wrap { max-height: none !important; }
@@ -54,6 +57,11 @@ CSS = """
 UI_MAX_SEED = 9_999  # the sliders' range, fine enough to drag; the API takes any seed up to explore.MAX_SEED
 WALK_COLUMNS = 8  # frames per row of the walk's strip
 
+LEAD = """
+Anime faces drawn by a **Self-Attention GAN**. Pick a seed, then **click any pixel of the face** to
+see where each of the generator's attention layers looks from there.
+"""
+
 ABOUT = """
 **SAGAN** (Self-Attention GAN, Zhang et al. 2018) is a GAN whose generator has, besides
 convolutions that only see a small neighbourhood, *self-attention* layers: every position of a
@@ -64,6 +72,13 @@ scaled by a learned **gamma**; gamma starts at 0 and grows only as far as attent
 A **seed** picks the latent vector; the **truncation** trick redraws latent entries larger than the
 threshold, trading variety for cleaner faces (the slider's top = no truncation).
 """
+
+# On a phone the maps lie below the face, out of sight: a tap there brings the first map into view,
+# as little as needed, so the face stays in view above it.
+SHOW_MAPS_ON_A_PHONE = """() => {
+  const map = document.querySelector('#attention .thumbnail-item');
+  if (map && window.matchMedia('(max-width: 640px)').matches) map.scrollIntoView({block: 'nearest'});
+}"""
 
 HOW_TO_READ = """
 **Reading the maps.** Click a pixel of the face (or type its x, y). For each attention layer the
@@ -201,7 +216,10 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
             return gr.skip(), gr.skip()
 
     with gr.Blocks(title="SAGAN anime faces", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("# SAGAN anime faces\n" + ABOUT)
+        gr.Markdown("# SAGAN anime faces\n" + LEAD)
+        # On a phone the full text pushed the face below the first screen.
+        with gr.Accordion("What is SAGAN? What do the seed and the truncation do?", open=False):
+            gr.Markdown(ABOUT)
         with gr.Tab("Face & attention"):
             # Controls, face and maps side by side, so a click and the maps it changes are in view together.
             with gr.Row():
@@ -212,9 +230,6 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                                            value=explore.TRUNCATION_OFF, step=0.05, label="truncation",
                                            info=f"lower = more typical faces; {explore.TRUNCATION_OFF:g} = off",
                                            elem_id="truncation")
-                    with gr.Row():  # no precision: a typed 3.7 is refused by name, not silently drawn as 4
-                        query_x = gr.Number(size // 2, label=f"query x (0-{size - 1})", elem_id="query-x")
-                        query_y = gr.Number(size // 2, label=f"query y (0-{size - 1})", elem_id="query-y")
                 with gr.Column(scale=1, min_width=260):
                     face = gr.Image(label="face: click a pixel", format="png", interactive=False, elem_id="face",
                                     elem_classes="pixelated", buttons=["download"])
@@ -223,6 +238,10 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                                            columns=max(len(explorer.g.attn), 1), object_fit="contain",
                                            height="auto", elem_id="attention", elem_classes="pixelated",
                                            interactive=False)
+                    # Below the maps they choose (on a phone too, where the columns stack).
+                    with gr.Row():  # no precision: a typed 3.7 is refused by name, not silently drawn as 4
+                        query_x = gr.Number(size // 2, label=f"query x (0-{size - 1})", elem_id="query-x")
+                        query_y = gr.Number(size // 2, label=f"query y (0-{size - 1})", elem_id="query-y")
             gr.Markdown(HOW_TO_READ)
         with gr.Tab("Grid"):
             with gr.Row():
@@ -269,6 +288,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
               api_name="generate", **live).success(attention, [seed, truncation, query_x, query_y], attn_maps,
                                                    api_name="attention", **live, **maps_queue)
         face.select(query_from_click, None, [query_x, query_y], api_name=False, **live)
+        face.select(None, None, None, js=SHOW_MAPS_ON_A_PHONE)
         gr.on([query_x.change, query_y.change], attention_of_typed_query, [seed, truncation, query_x, query_y],
               attn_maps, api_name=False, **live, **maps_queue)
         grid_button.click(grid, [seed, grid_count, truncation], grid_image, api_name="grid")

@@ -170,6 +170,41 @@ def test_on_a_phone_each_map_is_full_width_with_its_whole_caption(browser, app_u
         page.close()
 
 
+def test_the_maps_box_ends_with_the_maps(page):
+    """Gradio gave a gallery of height "auto" a box at least 450 px tall: 160 px of it were blank."""
+    wait_for_change(page, "#attention img", [], 2)
+    gap = page.evaluate("""() => {
+        const wrap = document.querySelector('#attention .grid-wrap').getBoundingClientRect();
+        const lowest = Math.max(...[...document.querySelectorAll('#attention img')].map(
+            i => i.getBoundingClientRect().bottom));
+        return wrap.bottom - lowest;
+    }""")
+    assert 0 <= gap < 20, gap
+
+
+def test_on_a_phone_the_face_is_on_the_first_screen_and_a_tap_shows_its_maps_with_it(browser, app_url):
+    """The about text and the controls pushed the face below a phone's first screen, and the maps a tap
+    changed were a screen further down, out of sight."""
+    page = open_page(browser, app_url, width=390, height=844)
+    try:
+        wait_for_change(page, "#attention img", [], 2)
+
+        def in_view(selector: str) -> tuple[float, float]:  # the top's and the bottom's distances from the fold
+            return page.evaluate("""(selector) => {
+                const r = document.querySelector(selector).getBoundingClientRect();
+                return [innerHeight - r.top, innerHeight - r.bottom];
+            }""", selector)
+        face_top, face_bottom = in_view("#face img")
+        assert face_top > 0 and face_bottom > (face_bottom - face_top) / 2, (face_top, face_bottom)  # most of it
+        assert in_view("#attention img")[1] < 0  # the first map ends below the first screen
+        before = image_sources(page, "#attention img")
+        click_pixel(page, 5, 9)
+        wait_for_change(page, "#attention img", before, 2)
+        assert in_view("#attention img")[1] >= 0 and in_view("#face img")[0] <= 844, page.evaluate("scrollY")
+    finally:
+        page.close()
+
+
 @pytest.mark.parametrize("frames", [8, 32])
 def test_on_a_phone_the_walk_strip_keeps_its_size_and_scrolls_below_its_buttons(browser, app_url, frames):
     """Shrunk to a phone's width, eight frames were 39 px tall (32 frames: 4 rows of 10 px), with the
