@@ -59,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--diffaugment", help='DiffAugment policy, e.g. "color,translation,cutout" (default off)')
     a("--holdout", type=int, help="keep the last N files by name out of training (default 0)")
     a("--max-images", type=int, help="train on the first N files by name of the training split (default 0: all)")
-    a("--seed", type=int, help=f"random seed (default {d.seed})")
+    a("--seed", type=int, help=f"random seed, 0 to 2147483647 (default {d.seed})")
     a("--device", choices=("auto", "cpu", "cuda"), help="default auto")
     a("--precision", choices=("auto", "bf16", "fp32"), help="default auto: bf16 where supported")
     a("--compile", action=argparse.BooleanOptionalAction, help="torch.compile G and D")

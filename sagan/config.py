@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from .inception import INCEPTION_SHA256
+from .sampling import MAX_SEED
 
 IMAGE_SIZES = (32, 64, 128)
 PRESETS = ("sagan", "seed", "dcgan")
@@ -42,8 +43,6 @@ class ModelConfig:
             if bad:
                 raise ValueError(f"{name} resolution(s) {bad} do not exist at image size {self.image_size}: "
                                  f"choose from {list(ok)}.")
-        if self.attn_pool and any(r < 2 for r in self.g_attn + self.d_attn):
-            raise ValueError("attn_pool needs feature maps of at least 2x2.")
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
@@ -139,6 +138,8 @@ class TrainConfig:
         for name in ("lr_g", "lr_d", "ema_kimg"):
             if not 0 < getattr(self, name) < math.inf:
                 raise ValueError(f"{_flag(name)} must be a number above 0, not {getattr(self, name)}.")
+        if not 0 <= self.seed <= MAX_SEED:  # (data order and random streams mix it into 64-bit seeds)
+            raise ValueError(f"--seed must be from 0 to {MAX_SEED:,}, not {self.seed}.")
         if not self.out:
             raise ValueError("--out must name the run's directory, not be empty.")
         if self.eval_every > 0 and self.eval_samples < 2:

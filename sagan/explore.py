@@ -26,9 +26,8 @@ from PIL import Image, ImageDraw
 
 from .attention import AttentionMap, capture_attention
 from .networks import Generator
-from .sampling import generate, latent, latents, lerp, slerp, to_uint8
+from .sampling import MAX_SEED, generate, latent, latents, lerp, slerp, to_uint8
 
-MAX_SEED = 2 ** 31 - 1
 TRUNCATION_MIN = 0.2
 TRUNCATION_OFF = 3.0          # the slider's top: no truncation at all
 MAX_GRID = 64

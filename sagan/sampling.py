@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+MAX_SEED = 2 ** 31 - 1  # the largest seed the app, sagan.sample and training take
+
 
 def latent(seed: int, z_dim: int, truncation: float | None = None) -> torch.Tensor:
     """The latent of one seed; with ``truncation``, entries with |z| >= truncation are redrawn."""

@@ -88,8 +88,9 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
     check_run_directory(Path(cfg.out), resume_state, cfg.steps, resume_from)
     if cfg.cache_dir:
         check_writable_directory(Path(cfg.cache_dir), "--cache-dir")
-    if cfg.eval_every > 0 and cfg.holdout <= 0:
-        raise TrainingError("--eval-every measures FID on the validation split: add --holdout N (e.g. 2000).")
+    if cfg.eval_every > 0 and cfg.holdout < 2:  # a covariance needs two faces
+        raise TrainingError("--eval-every measures FID on the validation split, of at least 2 faces: add --holdout N "
+                            "(e.g. 2000).")
     validation_images = cfg.holdout + cfg.eval_samples if cfg.eval_every > 0 else 0
     ranks, device = init_distributed(device, collective_timeout(validation_images))
     if cfg.sync_bn and ranks.world == 1:

@@ -50,6 +50,8 @@ def test_train_config_json_round_trip():
     ("num_grid", 0, "--num-grid must be from 1 to 1024 faces, not 0"),
     ("beta1", 1.0, "--beta1 must be at least 0 and below 1, not 1.0"),
     ("beta2", -0.1, "--beta2 must be at least 0 and below 1"),
+    ("seed", -1, "--seed must be from 0 to 2,147,483,647, not -1"),
+    ("seed", 2 ** 62, "--seed must be from 0 to 2,147,483,647"),  # it overflowed the data order's 64-bit seed
 ])
 def test_unusable_training_values_name_their_flag(field, value, message):
     TrainConfig().check()  # the defaults are usable

@@ -164,8 +164,9 @@ def test_sigterm_ends_a_run_like_ctrl_c_with_where_to_resume(tmp_path, faces_dir
 
 
 def test_validation_needs_a_holdout_split_and_best_export_needs_validation(tmp_path, faces_dir):
-    with pytest.raises(TrainingError, match="--holdout N"):
-        train_tiny(faces_dir, tmp_path / "run", eval_every=2)
+    for holdout in (0, 1):  # one face has no covariance
+        with pytest.raises(TrainingError, match="at least 2 faces: add --holdout N"):
+            train_tiny(faces_dir, tmp_path / "run", eval_every=2, holdout=holdout)
     train_tiny(faces_dir, tmp_path / "plain", steps=2)
     result = _cli("--out", str(tmp_path / "plain"), "--export", str(tmp_path / "g.safetensors"), "--export-best")
     assert result.returncode == 2 and "--eval-every" in result.stderr and "Traceback" not in result.stderr
