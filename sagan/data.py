@@ -2,8 +2,9 @@
 
 Images are decoded once — RGB conversion, centre crop to a square, antialiased resize — into a
 uint8 array cached on disk, so later runs and epochs never decode a JPEG again. Files that cannot
-be decoded are skipped and counted in one warning. Batches are drawn without any hidden state:
-the images of step t are a function of (seed, t), which makes resuming exact.
+be decoded are skipped and counted in one warning; a zip of password-protected images is refused.
+Batches are drawn without any hidden state: the images of step t are a function of (seed, t), which
+makes resuming exact.
 """
 from __future__ import annotations
 
@@ -42,7 +43,14 @@ def list_images(path: str | os.PathLike) -> list[str]:
         return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() and _is_image_name(p.name))
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
-            return sorted(n for n in zf.namelist() if not n.endswith("/") and _is_image_name(n))
+            infos = [i for i in zf.infolist() if not i.is_dir() and _is_image_name(i.filename)]
+        # Refused rather than skipped like a damaged member: the images are intact, only locked, and one
+        # extraction unlocks them all.
+        encrypted = [i.filename for i in infos if i.flag_bits & 0x1]
+        if encrypted:
+            raise DataError(f"{str(path)!r} is password-protected ({len(encrypted)} of {len(infos)} images encrypted, "
+                            f"e.g. {encrypted[0]!r}): extract it with its password and pass the folder.")
+        return sorted(i.filename for i in infos)
     if path.suffix.lower() == ".zip":
         raise DataError(f"{str(path)!r} is not a readable zip archive (truncated or corrupt?): "
                         "copy or create it again.")
@@ -65,6 +73,10 @@ def _read_all(path: Path, names: list[str]) -> list[bytes | None]:
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """RGB from any PIL mode; transparent pixels are laid on white rather than on arbitrary colour."""
+    if img.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        # A 16-bit grayscale PNG (I;16, or I in older Pillow): convert() would clip every value above 255 to
+        # white, so keep the top 8 of its 16 bits instead.
+        img = Image.fromarray((np.clip(np.asarray(img), 0, 65535) >> 8).astype(np.uint8))
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

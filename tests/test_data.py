@@ -39,6 +39,17 @@ def test_mixed_folder_keeps_the_good_images(tmp_path):
     assert (gray == 128).all() and torch.equal(gray[0], gray[1])
 
 
+def test_a_16_bit_grayscale_png_keeps_its_tones(tmp_path):
+    """Pillow opens it as I;16, whose plain RGB conversion clips every value above 255 to white."""
+    pixels = (np.arange(64).reshape(8, 8) * 1040).astype(np.uint16)  # 0 to 65520
+    Image.fromarray(pixels).save(tmp_path / "gray16.png")
+    with Image.open(tmp_path / "gray16.png") as img:
+        assert img.mode == "I;16"
+    (image,) = load_images(tmp_path, 8)
+    expected = torch.from_numpy((pixels >> 8).astype(np.uint8))
+    assert all(torch.equal(channel, expected) for channel in image)
+
+
 def _png_claiming_size(width: int, height: int) -> bytes:
     """A PNG whose header claims an enormous image: it must be refused before any decoding."""
     buffer = io.BytesIO()
@@ -175,3 +186,19 @@ def test_a_truncated_zip_is_named_as_such(tmp_path, faces_dir):
     archive.write_bytes(archive.read_bytes()[:200])
     with pytest.raises(DataError, match="not a readable zip archive \\(truncated or corrupt\\?\\)"):
         list_images(archive)
+
+
+def test_a_password_protected_zip_is_refused_with_the_fix(tmp_path, faces_dir):
+    """Python cannot read its members without the password: one clear error, not a crash on the first file."""
+    archive = tmp_path / "faces.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(faces_dir.iterdir()):
+            zf.write(path, path.name)
+            zf.getinfo(path.name).flag_bits |= 0x1  # the central directory's encrypted flag, as zip -P sets it
+        offsets = [info.header_offset for info in zf.infolist()]
+    raw = bytearray(archive.read_bytes())
+    for offset in offsets:  # the same flag in each local header (Python's zipfile cannot write encrypted zips)
+        raw[offset + 6] |= 0x1
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="password-protected .*: extract it with its password and pass the folder"):
+        load_images(archive, 16)
