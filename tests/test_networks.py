@@ -2,6 +2,7 @@
 spectral norm, and the matrix-product layers."""
 import pytest
 import torch
+from torch.nn.utils import parametrize
 
 from sagan.config import PRESETS, preset
 from sagan.networks import Discriminator, Generator
@@ -27,17 +28,39 @@ def test_generator_channel_ladder_is_the_fixed_seed():
     assert g.attn["4"].gamma.shape == (1,) and g.attn["4"].query.out_channels == 512 // 8
 
 
-def test_spectral_norm_keeps_top_singular_value_near_one():
-    d = Discriminator(tiny_model())
+def convolutions(net: torch.nn.Module) -> set[str]:
+    return {name for name, m in net.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))}
+
+
+def spectrally_normalised(net: torch.nn.Module) -> set[str]:
+    return {name for name, m in net.named_modules() if parametrize.is_parametrized(m, "weight")}
+
+
+@pytest.mark.parametrize("pool", [True, False])
+def test_spectral_norm_covers_every_convolution_but_the_generators_output(pool):
+    cfg = tiny_model(attn_pool=pool)
+    g, d = Generator(cfg), Discriminator(cfg)
+    # As in SAGAN's reference code: the to-RGB layer is the one convolution left plain.
+    assert spectrally_normalised(g) == convolutions(g) - {"to_rgb.0"}
+    assert any(name.startswith("attn.") for name in spectrally_normalised(g))
+    assert spectrally_normalised(d) == convolutions(d)
+    assert {"to_logit", "attn.8.query", "attn.8.value"} <= spectrally_normalised(d)
+
+
+@pytest.mark.parametrize("network", [Generator, Discriminator])
+def test_spectral_norm_keeps_top_singular_value_near_one(network):
+    torch.manual_seed(0)
+    net = network(tiny_model())
     with torch.no_grad():
         for _ in range(15):  # each training-mode forward runs one power iteration
-            d(torch.randn(1, 3, 32, 32))
-    d.eval()
-    for module in d.modules():
-        if isinstance(module, torch.nn.Conv2d) and hasattr(module, "parametrizations"):
-            with torch.no_grad():
-                sigma = torch.linalg.matrix_norm(module.weight.flatten(1), ord=2)
-            assert sigma == pytest.approx(1.0, abs=0.05)
+            net(torch.randn(2, 3, 32, 32) if network is Discriminator else torch.randn(2, 8))
+    net.eval()
+    for name in spectrally_normalised(net):
+        module = net.get_submodule(name)
+        with torch.no_grad():  # a transposed convolution's matrix has its output channels first
+            weight = module.weight.transpose(0, 1) if isinstance(module, torch.nn.ConvTranspose2d) else module.weight
+            sigma = torch.linalg.matrix_norm(weight.flatten(1), ord=2)
+        assert sigma == pytest.approx(1.0, abs=0.05), name
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])

@@ -81,6 +81,21 @@ def test_ranks_load_their_share_of_the_global_batch_and_their_own_augmentation()
     assert seeds[0][2] != seeds[1][2]  # each rank augments its own images
 
 
+@pytest.mark.parametrize("policy", [(), parse_policy("translation,cutout")])
+def test_with_diffaugment_both_updates_show_d_augmented_fakes(policy):
+    """DiffAugment only works if G learns through the same augmentations D sees (Zhao et al. 2020)."""
+    cfg = tiny_train_config("unused", "unused")
+    models = build_models(cfg, CPU)
+    fakes, d_inputs = [], []
+    models.G.register_forward_hook(lambda module, args, output: fakes.append(output.detach().clone()))
+    models.D.register_forward_pre_hook(lambda module, args: d_inputs.append(args[0].detach().clone()))
+    real, z = torch.rand(4, 3, 32, 32) * 2 - 1, torch.randn(4, cfg.model.z_dim)
+    train_step(models, models.G, models.D, real, z, policy, torch.Generator().manual_seed(0), contextlib.nullcontext())
+    (fake,), (d_step, g_step) = fakes, d_inputs
+    assert g_step.shape == fake.shape
+    assert torch.equal(d_step[4:], fake) is not bool(policy) and torch.equal(g_step, fake) is not bool(policy)
+
+
 def test_a_generator_step_that_raises_leaves_the_discriminator_trainable(monkeypatch):
     cfg = tiny_train_config("", "unused")
     models = build_models(cfg, torch.device("cpu"))
