@@ -130,7 +130,7 @@ def read_export_metadata(path: str | os.PathLike) -> dict:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
-        if zipfile.is_zipfile(path):  # what torch.save writes: a training checkpoint
+        if _saved_by_torch(path):  # a training checkpoint
             raise CheckpointError(f"{str(path)!r} is a training checkpoint, not a safetensors file: export its "
                                   "generator with `python train.py --out RUN_DIR --export G.safetensors` "
                                   "and load that.") from None
@@ -139,6 +139,15 @@ def read_export_metadata(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{str(path)!r} was not exported by sagan-anime (metadata format "
                               f"{metadata.get('format')!r}, expected {EXPORT_FORMAT!r}).")
     return metadata
+
+
+def _saved_by_torch(path: Path) -> bool:
+    """Whether ``path`` is what torch.save writes: a zip holding a pickle (a data set's zip is not)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def export_config(path: str | os.PathLike) -> ModelConfig:

@@ -27,7 +27,7 @@ def test_capture_sees_every_layer_and_leaves_no_hooks():
     g = Generator(tiny_model(g_attn=(8, 16)))
     with capture_attention(g) as maps:
         g(torch.randn(1, 8))
-    assert [(m.resolution, m.weights.shape[1]) for m in maps] == [(8, 64), (16, 256)]
+    assert [(m.name, m.resolution, m.weights.shape[1]) for m in maps] == [("attn.8", 8, 64), ("attn.16", 16, 256)]
     assert all(not a.softmax._forward_hooks for a in g.attn.values())
 
 

@@ -3,6 +3,7 @@ import json
 import os
 import pickle
 import stat
+import zipfile
 
 import pytest
 import torch
@@ -33,6 +34,10 @@ def test_a_training_checkpoint_given_as_exported_weights_says_how_to_export(tmp_
     torch.save({"version": 1}, tmp_path / "latest.pt")
     with pytest.raises(CheckpointError, match="is a training checkpoint.*train.py --out RUN_DIR --export"):
         load_generator(tmp_path / "latest.pt")
+    with zipfile.ZipFile(tmp_path / "faces.zip", "w") as faces:  # a data set's zip is not called one
+        faces.writestr("faces/0.png", b"not really a png")
+    with pytest.raises(CheckpointError, match="'.*faces.zip' is not a safetensors file"):
+        load_generator(tmp_path / "faces.zip")
 
 
 def test_files_from_other_versions_or_tools_are_refused_by_name(tmp_path):
