@@ -105,20 +105,45 @@ def reference_cache_path(reference: Path, holdout: int, image_size: int, network
     return cache_dir / f"reference-{key}.npz"
 
 
-def reference_statistics(reference: str | Path, image_size: int, extractor: Extractor, network: str,
-                         holdout: int = 0, batch_size: int = 64, cache_dir: str | Path = ".cache",
-                         progress: bool = True) -> dict:
-    """mu, sigma, features and image count of the reference set, from the cache when it is there."""
+def check_reference(reference: str | Path, holdout: int, cache_dir: str | Path) -> None:
+    """Refuse, from file names alone, a reference that cannot give a FID or a --cache-dir that cannot hold its
+    statistics: the CLI calls this before it loads Inception, and reading the images takes longer still."""
     reference = Path(reference)
     if reference.suffix.lower() == ".npz":
         if holdout:
             raise EvaluationError(f"--holdout selects files of an image folder or .zip; {str(reference)!r} already "
                                   "holds the statistics of a fixed image set: leave --holdout out.")
+        return  # its statistics are read as they are: nothing is cached
+    existing = next(p for p in (Path(cache_dir), *Path(cache_dir).parents) if p.exists())
+    if not existing.is_dir():
+        raise EvaluationError(f"--cache-dir {str(cache_dir)!r}: {str(existing)!r} is a file, not a folder: pass "
+                              "another --cache-dir.")
+    names = list_images(reference)
+    if not names or not 0 <= holdout < len(names):
+        return  # load_images explains these in its own words
+    if holdout == 1:
+        raise EvaluationError("--holdout 1 selects 1 reference image and a FID needs at least 2: pass --holdout 2 "
+                              "or more.")
+    if len(names) < 2:
+        raise EvaluationError(f"--reference {str(reference)!r} holds 1 image and a FID needs at least 2: pass a "
+                              "folder or .zip of more images.")
+
+
+def reference_statistics(reference: str | Path, image_size: int, extractor: Extractor, network: str,
+                         holdout: int = 0, batch_size: int = 64, cache_dir: str | Path = ".cache",
+                         progress: bool = True) -> dict:
+    """mu, sigma, features and image count of the reference set, from the cache when it is there."""
+    reference = Path(reference)
+    check_reference(reference, holdout, cache_dir)
+    if reference.suffix.lower() == ".npz":
         stats = load_reference(reference, image_size, network)
     else:
         cached = reference_cache_path(reference, holdout, image_size, network, Path(cache_dir))
         if not cached.is_file():
             images = load_images(reference, image_size, holdout=holdout, split="holdout" if holdout else "all")
+            if images.shape[0] < 2:  # files that could not be decoded were skipped
+                raise EvaluationError(f"only {images.shape[0]} of the selected reference images in {str(reference)!r} "
+                                      "could be decoded and a FID needs at least 2: replace the damaged files.")
             save_reference(cached, extract_features(images, extractor, batch_size, "reference", progress),
                            image_size, network)
         stats = load_reference(cached, image_size, network)
@@ -205,12 +230,14 @@ def check_run(run: str | Path, checkpoint: str | Path) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # Not training.resolve_device: training imports this module, and its TrainingError is no ValueError.
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
         if device == "cuda" and not torch.cuda.is_available():
             raise EvaluationError("--device cuda but PyTorch sees no CUDA device: use --device cpu.")
         if args.run:
             check_run(args.run, args.checkpoint)
+        check_reference(args.reference, args.holdout, args.cache_dir)
         extractor = inception.load(args.inception, device, args.inception_sha256)
         result = evaluate(args.checkpoint, args.reference, extractor, args.inception_sha256.lower(), args.holdout,
                           args.num_samples, args.batch_size, args.cache_dir, device)

@@ -17,6 +17,7 @@ this tool does not use one.
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import sys
 from pathlib import Path
@@ -58,6 +59,19 @@ def seed_filename(seed: int) -> str:
     return f"seed{seed:04d}.png"
 
 
+def can_write_rgb(image_format: str) -> bool:
+    """Whether Pillow can save an RGB image as ``image_format``. Registered extensions include formats it only
+    reads (PSD, FITS), and some it lists as writable fail at save time (BUFR and HDF5 need a plugin, XBM and
+    MSP take no RGB), so a one-pixel trial save is the only check that holds for every one of them."""
+    if image_format not in Image.SAVE:
+        return False
+    try:
+        Image.new("RGB", (1, 1)).save(io.BytesIO(), format=image_format)
+    except Exception:  # plugins raise OSError, ValueError or KeyError for what they cannot write
+        return False
+    return True
+
+
 def check_paths(outdir: str | None, grid: str | None, count: int) -> None:
     """Refuse outputs that could not be written, before any face is generated."""
     for flag, value, folder in (("--outdir", outdir, outdir), ("--grid", grid, grid and Path(grid).parent)):
@@ -67,8 +81,12 @@ def check_paths(outdir: str | None, grid: str | None, count: int) -> None:
                 raise ValueError(f"{flag} {value!r}: {str(existing)!r} is a file, not a folder.")
     if grid:
         Image.init()
-        if Path(grid).suffix.lower() not in Image.registered_extensions() or Path(grid).is_dir():
+        suffix = Path(grid).suffix.lower()
+        if suffix not in Image.registered_extensions() or Path(grid).is_dir():
             raise ValueError(f"--grid {grid!r} is not an image file name: end it in .png (or .jpg, .webp).")
+        if not can_write_rgb(Image.registered_extensions()[suffix]):
+            raise ValueError(f"--grid {grid!r}: Pillow cannot write a colour sheet as a {suffix} file: end it in "
+                             ".png (or .jpg, .webp).")
         if count > MAX_GRID_FACES:
             raise ValueError(f"--grid puts every face on one sheet, at most {MAX_GRID_FACES:,} of them, not "
                              f"{count:,}: use --outdir alone for more.")

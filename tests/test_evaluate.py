@@ -168,9 +168,51 @@ def test_user_errors_print_one_line(case, message, tiny_checkpoint, faces, tiny_
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
-def test_module_entry_point_exits_2_without_traceback(tiny_checkpoint, tmp_path):
+UNUSABLE_INPUTS = [
+    ("one image", "error: --reference '{faces}' holds 1 image and a FID needs at least 2: pass a folder or .zip of "
+                  "more images.\n"),
+    ("holdout 1", "error: --holdout 1 selects 1 reference image and a FID needs at least 2: pass --holdout 2 or "
+                  "more.\n"),
+    ("cache-dir is a file", "error: --cache-dir '{cache}': '{cache}' is a file, not a folder: pass another "
+                            "--cache-dir.\n"),
+    ("cache-dir inside a file", "error: --cache-dir '{cache}/sub': '{cache}' is a file, not a folder: pass another "
+                                "--cache-dir.\n"),
+]
+
+
+@pytest.mark.parametrize("case, message", UNUSABLE_INPUTS, ids=[case for case, _ in UNUSABLE_INPUTS])
+def test_unusable_reference_or_cache_dir_is_refused_before_inception_loads(case, message, tiny_checkpoint, faces,
+                                                                           tiny_network, tmp_path, monkeypatch,
+                                                                           capsys):
+    cache, extra = tmp_path / "taken", []
+    cache.write_text("a file, not a folder")
+    if case == "one image":
+        for extra_face in sorted(faces.iterdir())[1:]:
+            extra_face.unlink()
+    elif case == "holdout 1":
+        extra = ["--holdout", 1]
+    else:  # the last --cache-dir wins over the one cli() passes
+        extra = ["--cache-dir", cache if case == "cache-dir is a file" else cache / "sub"]
+    monkeypatch.setattr(inception, "load", lambda *a, **k: pytest.fail("Inception loaded for a doomed evaluation"))
+    assert cli(tiny_checkpoint, faces, tiny_network, tmp_path, *extra) == 2
+    assert capsys.readouterr().err == message.format(faces=faces, cache=cache)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_reference_with_fewer_than_two_decodable_images_is_refused_before_encoding(faces, tmp_path):
+    for damaged in sorted(faces.iterdir())[1:]:
+        damaged.write_bytes(b"not a jpeg")
+    decoded_one = "only 1 of the selected reference images in .* could be decoded and a FID needs at least 2: replace"
+    with pytest.warns(UserWarning, match="skipped 11 of 12"), pytest.raises(evaluate_module.EvaluationError,
+                                                                            match=decoded_one):
+        evaluate_module.reference_statistics(faces, 32, lambda x: pytest.fail("reference encoded"), "tiny",
+                                             cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_module_entry_point_exits_2_without_traceback(tiny_checkpoint, faces, tmp_path):
     result = subprocess.run([sys.executable, "-m", "sagan.evaluate", "--checkpoint", str(tiny_checkpoint),
-                             "--reference", str(tmp_path / "nowhere"), "--inception", str(tmp_path / "none.pt")],
+                             "--reference", str(faces), "--inception", str(tmp_path / "none.pt")],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.startswith("error: no Inception network") and "Traceback" not in result.stderr

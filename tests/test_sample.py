@@ -82,6 +82,19 @@ def test_outputs_inside_a_file_are_refused_before_sampling(tiny_checkpoint, tmp_
     assert err == f"error: --grid '{inside_a_file}': '{tmp_path / 'taken'}' is a file, not a folder.\n"
 
 
+@pytest.mark.parametrize("suffix", [".psd", ".fits", ".xbm", ".h5"])
+def test_grid_formats_pillow_cannot_write_are_refused_before_sampling(suffix, tiny_checkpoint, tmp_path, capsys):
+    # Pillow reads .psd and .fits but has no writer; it lists writers for .xbm (1-bit only) and .h5 (a plugin
+    # that is not installed) that fail on a colour sheet. Each used to fail after every face was rendered.
+    grid = tmp_path / f"grid{suffix}"
+    assert main(["--checkpoint", str(tiny_checkpoint), "--seeds", "0-3", "--outdir", str(tmp_path / "out"),
+                 "--grid", str(grid)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: --grid '{grid}': Pillow cannot write a colour sheet as a {suffix} file: end it in "
+                   ".png (or .jpg, .webp).\n")
+    assert not (tmp_path / "out").exists() and not grid.exists()
+
+
 def test_module_entry_point_exits_2_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "sagan.sample", "--checkpoint", str(tmp_path / "none.safetensors"),
                              "--seeds", "0-3", "--outdir", str(tmp_path / "out")],
