@@ -292,9 +292,10 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
         gr.on([query_x.change, query_y.change], attention_of_typed_query, [seed, truncation, query_x, query_y],
               attn_maps, api_name=False, **live, **maps_queue)
         grid_button.click(grid, [seed, grid_count, truncation], grid_image, api_name="grid")
-        # Like the walk below, a grid is cleared once what it was made from changes.
-        gr.on([seed.change, grid_count.change, truncation.change], lambda: None, None, grid_image, api_name=False,
-              show_progress="hidden", trigger_mode="once")  # not always_last: see the interpolation's comment
+        # Like the walk below, a grid is cleared once what it was made from changes: in the browser, at
+        # once. Done on the server, the clearing of a count typed just before a click (0, raised to 1 on
+        # leaving the box) could answer after the grid it should precede, and wipe it.
+        gr.on([seed.change, grid_count.change, truncation.change], None, None, grid_image, js="() => null")
         # The truncation reaches the interpolation through the face it changes, not as a second always_last
         # listener on truncation.change: with two, Gradio 6.31 resends them forever once a value is typed
         # into the slider's box and the box is left. A bad truncation is then also reported once.
@@ -304,8 +305,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                           api_name="walk")
         # A walk shows the seeds it was made from: clear it when they change, rather than leave it stale.
         gr.on([seed_a.change, seed_b.change, frames.change, truncation.change, method.change],
-              lambda: (None, None, None), None, [strip, walk_preview, walk_file], api_name=False,
-              show_progress="hidden", trigger_mode="once")  # not always_last: see the interpolation's comment
+              None, None, [strip, walk_preview, walk_file], js="() => [null, null, null]")
     # One forward pass at a time runs anyway (explore.Explorer's lock); the limit keeps a crowd
     # of Spaces visitors queued instead of piling threads onto the CPU.
     demo.queue(default_concurrency_limit=2, max_size=64)
