@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from safetensors import safe_open
 
+from .atomic import atomic_write
 from .config import ModelConfig, TrainConfig
 from .networks import Generator
 
@@ -29,12 +30,9 @@ class CheckpointError(ValueError):
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """Write to a temporary file, then rename: a crash mid-write never leaves a torn checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """A crash mid-write never leaves a torn checkpoint (see atomic.py)."""
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_training_state(path: str | os.PathLike) -> dict:
@@ -92,13 +90,10 @@ def export_generator(g: Generator, path: str | os.PathLike, dtype: str = "fp32",
     # Written with open() rather than safetensors' save_file, which creates files readable by their
     # owner only: an app running as another user (a container, a Space) must be able to read them.
     data = save(tensors, metadata=metadata)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            tmp.write_bytes(data)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise CheckpointError(f"cannot write {str(path)!r}: {e.strerror or e}. Choose another --export path.") from None
 
 

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .atomic import atomic_write
+
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 CACHE_VERSION = 1
 MAX_PIXELS = 64_000_000  # larger files are skipped before decoding rather than filling memory
@@ -158,10 +160,8 @@ def load_images(path: str | os.PathLike, image_size: int, cache_dir: str | os.Pa
         raise DataError(f"none of the {len(names)} image files in {str(path)!r} could be decoded.")
     images = np.ascontiguousarray(np.stack(good).transpose(0, 3, 1, 2))
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, images)
-        os.replace(tmp, cache_file)
+        with atomic_write(cache_file) as tmp, open(tmp, "wb") as f:  # (a file object: np.save adds no .npy)
+            np.save(f, images)
     return torch.from_numpy(images)
 
 

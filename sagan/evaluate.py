@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from . import inception, metrics
+from .atomic import atomic_write
 from .checkpoint import export_config, load_generator, read_export_metadata
 from .config import ModelConfig
 from .data import cache_key, list_images, load_images
@@ -69,12 +70,9 @@ def generated_features(g: torch.nn.Module, num_samples: int, extractor: Extracto
 
 def save_reference(path: Path, features: torch.Tensor, image_size: int, network: str) -> None:
     mu, sigma = metrics.statistics(features)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, mu=mu.numpy(), sigma=sigma.numpy(), features=features.numpy(),
                  image_size=image_size, network=network)
-    tmp.replace(path)
 
 
 def load_reference(path: Path, image_size: int, network: str) -> dict:

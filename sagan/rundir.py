@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import atomic_write
 from .checkpoint import atomic_torch_save
 from .config import TrainConfig
 
@@ -96,10 +97,9 @@ class RunDirectory:
         path = self.ckpt_dir / f"step-{state['step']:07d}.pt"
         atomic_torch_save(state, path)
         # latest.pt becomes a second name for the same bytes (written once), swapped in atomically.
-        tmp = latest.with_name(f".latest.pt.tmp{os.getpid()}")
         try:
-            os.link(path, tmp)
-            os.replace(tmp, latest)
+            with atomic_write(latest) as tmp:
+                os.link(path, tmp)
         except OSError:  # a file system without hard links
             atomic_torch_save(state, latest)
         # Checkpoints past this step are an abandoned branch's (the run was rolled back): they are

@@ -1,0 +1,26 @@
+"""Atomic file writes: a file is written beside its destination under a temporary name, then renamed
+onto it, so neither a reader nor a process killed mid-write ever finds half a file.
+
+The temporary name carries the process id: two processes writing one file (two evaluations sharing
+a cache directory, say) would otherwise write into, and rename away, each other's temporary file.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield the temporary path to write ``path``'s new contents to. When the block ends normally it
+    replaces ``path``; when it raises, ``path`` is left as it was and the temporary file is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
