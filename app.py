@@ -232,7 +232,8 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                                            elem_id="truncation")
                 with gr.Column(scale=1, min_width=260):
                     face = gr.Image(label="face: click a pixel", format="png", interactive=False, elem_id="face",
-                                    elem_classes="pixelated", buttons=["download"])
+                                    elem_classes="pixelated", buttons=["download"],
+                                    alt_text="the face of the chosen seed: click a pixel to see its attention maps")
                 with gr.Column(scale=2, min_width=260):
                     attn_maps = gr.Gallery(label="where that pixel attends, per layer", format="png",
                                            columns=max(len(explorer.g.attn), 1), object_fit="contain",
@@ -250,8 +251,8 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                                             "row by row")
                 grid_button = gr.Button("show grid", variant="primary")
             grid_image = gr.Image(label="consecutive seeds", show_label=False, format="png", interactive=False,
-                                  elem_id="grid",
-                                  elem_classes="pixelated", buttons=["download", "fullscreen"])
+                                  elem_id="grid", elem_classes="pixelated", buttons=["download", "fullscreen"],
+                                  alt_text="faces of consecutive seeds, row by row")
         with gr.Tab("Interpolation"):
             gr.Markdown("A walk through latent space from seed A to seed B, with the truncation "
                         "set on the first tab. Smooth changes mean the generator learned a continuous space. "
@@ -268,12 +269,14 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                     walk_button = gr.Button("make walk", variant="primary")
                 with gr.Column(scale=2):
                     between = gr.Image(label="face at t", format="png", interactive=False, elem_classes="pixelated",
-                                       buttons=["download", "fullscreen"])
+                                       buttons=["download", "fullscreen"],
+                                       alt_text="the face between seed A and seed B at t")
             strip = gr.Image(label="walk from A to B, row by row", show_label=False, format="png", interactive=False,
-                             elem_id="walk-strip", elem_classes="pixelated", buttons=["download", "fullscreen"])
+                             elem_id="walk-strip", elem_classes="pixelated", buttons=["download", "fullscreen"],
+                             alt_text="the frames of the walk from seed A to seed B, row by row")
             with gr.Row():
                 walk_preview = gr.Image(label="walk (animated)", interactive=False, elem_classes="pixelated",
-                                        buttons=["fullscreen"])
+                                        buttons=["fullscreen"], alt_text="the walk from seed A to seed B, animated")
                 walk_file = gr.File(label="download the walk (GIF)", interactive=False)
 
         leave_bad_values_to_the_callbacks(seed, truncation, query_x, query_y, grid_count, seed_a, seed_b, t, frames,

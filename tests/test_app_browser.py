@@ -170,6 +170,14 @@ def test_on_a_phone_each_map_is_full_width_with_its_whole_caption(browser, app_u
         page.close()
 
 
+def test_every_image_shown_has_alt_text(page):
+    """The face, the image a visitor clicks, was announced to screen readers as a bare "button"."""
+    wait_for_change(page, "#attention img", [], 2)
+    shown = page.evaluate("() => [...document.querySelectorAll('img')].filter(i => i.offsetParent).map(i => i.alt)")
+    assert len(shown) >= 3 and all(alt.strip() for alt in shown), shown
+    assert "click a pixel" in page.locator("#face img").get_attribute("alt")
+
+
 def test_the_maps_box_ends_with_the_maps(page):
     """Gradio gave a gallery of height "auto" a box at least 450 px tall: 160 px of it were blank."""
     wait_for_change(page, "#attention img", [], 2)
