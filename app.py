@@ -54,6 +54,11 @@ CSS = """
   #walk-strip img { height: auto; width: auto; max-width: none; }
 }
 """
+# Gradio 6.31 ships the default theme's Source Sans Pro SemiBold (600, its headings and bold text) as a
+# 5 KB subset that lacks most letters, so a browser mixed in a fallback font letter by letter ("SAGAN"
+# came out with small A's). Its complete Bold file is declared instead; weight 600 then resolves to it.
+THEME = gr.themes.Default(font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif",
+                                "system-ui", "sans-serif"])
 UI_MAX_SEED = 9_999  # the sliders' range, fine enough to drag; the API takes any seed up to explore.MAX_SEED
 WALK_COLUMNS = 8  # frames per row of the walk's strip
 
@@ -348,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     # serves only Gradio's cache, where the outputs are copied.
     try:
         build_demo(explorer).launch(server_name=args.host, server_port=args.port, share=False, ssr_mode=False,
-                                    css=CSS, app_kwargs={"middleware": [Middleware(RefuseUploads)]})
+                                    css=CSS, theme=THEME, app_kwargs={"middleware": [Middleware(RefuseUploads)]})
     except OSError:  # Gradio's own text advises a launch() argument, which users of this CLI never call
         print(f"error: cannot listen on {args.host}:{args.port}: another program, perhaps another app.py, holds "
               "the port, or the address is not this machine's. Choose another with --port PORT or --host HOST.",

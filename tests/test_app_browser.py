@@ -178,6 +178,21 @@ def test_every_image_shown_has_alt_text(page):
     assert "click a pixel" in page.locator("#face img").get_attribute("alt")
 
 
+def test_the_title_and_bold_text_are_drawn_in_one_font(page):
+    """Gradio's SemiBold file lacks most letters: headings mixed in a fallback font, letter by letter."""
+    page.wait_for_function("() => document.fonts.status === 'loaded' && document.querySelector('h1')")
+    cdp = page.context.new_cdp_session(page)
+    try:
+        root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+        cdp.send("CSS.enable")
+        for selector in ("h1", "strong"):
+            node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+            fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+            assert len(fonts) == 1 and fonts[0]["isCustomFont"], (selector, fonts)
+    finally:
+        cdp.detach()
+
+
 def test_the_maps_box_ends_with_the_maps(page):
     """Gradio gave a gallery of height "auto" a box at least 450 px tall: 160 px of it were blank."""
     wait_for_change(page, "#attention img", [], 2)
