@@ -37,8 +37,9 @@ from sagan.checkpoint import CheckpointError, load_generator
 
 # Next to this file, so `python path/to/app.py` works from any directory.
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "checkpoints" / "anime64.safetensors")
-# Gradio lays a gallery of height "auto" out in a box at least 450 px tall: the maps' own height
-# instead, with no blank band under them. On a phone two maps side by side were 150 px wide with
+# Gradio lays a gallery of height "auto" out in a box 450 px tall or more: the maps' own height
+# instead, with no blank band under them, except while a map is shown enlarged in that box (it
+# would be smaller than the map itself). On a phone two maps side by side were 150 px wide with
 # clipped captions: there, one map per row, all rows shown (the gallery would otherwise scroll inside
 # a box of fixed height). The walk's strip of frames was shrunk to the screen's width (39 px tall for
 # 8 frames) under its own buttons: there, it keeps its own size (2x the faces) and scrolls sideways,
@@ -46,6 +47,7 @@ DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "checkpoints" / "anim
 CSS = """
 .pixelated img { image-rendering: pixelated; }
 #attention .grid-wrap { min-height: 0 !important; height: auto !important; }
+#attention .gallery-container:has(.preview) .grid-wrap { min-height: 450px !important; }
 @media (max-width: 640px) {
   #attention .grid-container { --grid-cols: 1 !important; }
   #attention .grid-wrap { max-height: none !important; }

@@ -203,6 +203,12 @@ def test_the_maps_box_ends_with_the_maps(page):
         return wrap.bottom - lowest;
     }""")
     assert 0 <= gap < 20, gap
+    shown = page.evaluate("() => document.querySelector('#attention img').getBoundingClientRect().height")
+    page.locator("#attention .thumbnail-item").first.click()  # a map enlarged: larger than the map, not smaller
+    enlarged = page.locator("#attention .preview img[data-testid=detailed-image]")
+    assert enlarged.evaluate("i => i.getBoundingClientRect().height") > shown
+    page.keyboard.press("Escape")
+    enlarged.wait_for(state="detached")
 
 
 def test_on_a_phone_the_face_is_on_the_first_screen_and_a_tap_shows_its_maps_with_it(browser, app_url):
