@@ -267,7 +267,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
             with gr.Row():
                 with gr.Column(scale=1):
                     seed_a = gr.Slider(0, UI_MAX_SEED, value=0, step=1, label="seed A")
-                    seed_b = gr.Slider(0, UI_MAX_SEED, value=1, step=1, label="seed B")
+                    seed_b = gr.Slider(0, UI_MAX_SEED, value=1, step=1, label="seed B", elem_id="seed-b")
                     t = gr.Slider(0, 1, value=0.5, step=0.01, label="t (0 = A, 1 = B)")
                     method = gr.Radio(list(explore.METHODS), value="spherical", label="interpolation",
                                       info="spherical keeps in-between latents at a typical length")
@@ -275,7 +275,8 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                                        elem_id="walk-frames")
                     walk_button = gr.Button("make walk", variant="primary")
                 with gr.Column(scale=2):
-                    between = gr.Image(label="face at t", format="png", interactive=False, elem_classes="pixelated",
+                    between = gr.Image(label="face at t", format="png", interactive=False, elem_id="between",
+                                       elem_classes="pixelated",
                                        buttons=["download", "fullscreen"],
                                        alt_text="the face between seed A and seed B at t")
             strip = gr.Image(label="walk from A to B, row by row", show_label=False, format="png", interactive=False,
@@ -290,6 +291,16 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                                           method)
         live = dict(show_progress="hidden", trigger_mode="always_last")
         random_seed.click(None, None, seed, js=f"() => Math.floor(Math.random() * {UI_MAX_SEED + 1})")
+        # An event's listeners run in the order they were added, each one on the server only once it
+        # answered, so the ones that run in the browser alone come first, to act at once.
+        # A grid or a walk shows the inputs it was made from: it is cleared when they change, in the
+        # browser. Cleared through the server, or after the face at t, a clearing could arrive after the
+        # grid or walk asked for next (a count typed just before a click, 0 raised to 1 on leaving the box),
+        # and wipe it.
+        gr.on([seed.change, grid_count.change, truncation.change], None, None, grid_image, js="() => null")
+        gr.on([seed_a.change, seed_b.change, frames.change, truncation.change, method.change],
+              None, None, [strip, walk_preview, walk_file], js="() => [null, null, null]")
+        face.select(None, None, None, js=SHOW_MAPS_ON_A_PHONE)
         # Two listeners draw the maps: one queue, one request at a time, answers them in the order they
         # reach the server, so a slow earlier request (a new face) cannot overwrite a later click's maps.
         maps_queue = dict(concurrency_id="attention", concurrency_limit=1)
@@ -298,14 +309,9 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
               api_name="generate", **live).success(attention, [seed, truncation, query_x, query_y], attn_maps,
                                                    api_name="attention", **live, **maps_queue)
         face.select(query_from_click, None, [query_x, query_y], api_name=False, **live)
-        face.select(None, None, None, js=SHOW_MAPS_ON_A_PHONE)
         gr.on([query_x.change, query_y.change], attention_of_typed_query, [seed, truncation, query_x, query_y],
               attn_maps, api_name=False, **live, **maps_queue)
         grid_button.click(grid, [seed, grid_count, truncation], grid_image, api_name="grid")
-        # Like the walk below, a grid is cleared once what it was made from changes: in the browser, at
-        # once. Done on the server, the clearing of a count typed just before a click (0, raised to 1 on
-        # leaving the box) could answer after the grid it should precede, and wipe it.
-        gr.on([seed.change, grid_count.change, truncation.change], None, None, grid_image, js="() => null")
         # The truncation reaches the interpolation through the face it changes, not as a second always_last
         # listener on truncation.change: with two, Gradio 6.31 resends them forever once a value is typed
         # into the slider's box and the box is left. A bad truncation is then also reported once.
@@ -313,9 +319,6 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
               interpolate, [seed_a, seed_b, t, truncation, method], between, api_name="interpolate", **live)
         walk_button.click(walk, [seed_a, seed_b, frames, truncation, method], [strip, walk_preview, walk_file],
                           api_name="walk")
-        # A walk shows the seeds it was made from: clear it when they change, rather than leave it stale.
-        gr.on([seed_a.change, seed_b.change, frames.change, truncation.change, method.change],
-              None, None, [strip, walk_preview, walk_file], js="() => [null, null, null]")
     # One forward pass at a time runs anyway (explore.Explorer's lock); the limit keeps a crowd
     # of Spaces visitors queued instead of piling threads onto the CPU.
     demo.queue(default_concurrency_limit=2, max_size=64)

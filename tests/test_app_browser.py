@@ -154,6 +154,50 @@ def test_the_maps_show_the_last_query_when_an_earlier_one_answers_later(browser,
         demo.close()
 
 
+class SlowInterpolation(explore.Explorer):
+    """Once ``slow`` is set, the face at t takes seconds, so a walk asked for meanwhile is answered first."""
+
+    def __init__(self, g):
+        super().__init__(g)
+        self.slow, self.answered = threading.Event(), threading.Event()
+
+    def interpolate(self, *args):
+        if not self.slow.is_set():
+            return super().interpolate(*args)
+        time.sleep(3)
+        try:
+            return super().interpolate(*args)
+        finally:
+            self.answered.set()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.queueing")
+def test_a_walk_made_while_the_face_at_t_renders_is_not_cleared_when_that_face_arrives(browser, tiny_checkpoint):
+    """Seed B's change clears the walk; that clearing waited for the face at t, a server listener of the
+    same change added before it, and then wiped a walk made meanwhile."""
+    explorer = SlowInterpolation(app.load_explorer(tiny_checkpoint).g)
+    demo = app.build_demo(explorer)
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, ssr_mode=False, quiet=True)
+    page = open_page(browser, url)
+    try:
+        page.get_by_role("tab", name="Interpolation").click()
+        wait_for_change(page, "#between img", [], 1)
+        explorer.slow.set()
+        page.locator("#seed-b input[type=range]").focus()
+        page.keyboard.press("ArrowRight")  # seed B 1 -> 2: its face at t now takes 3 s
+        page.get_by_role("button", name="make walk").click()
+        wait_for_change(page, "#walk-strip img", [], 1)
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while not explorer.answered.wait(0.1):
+            assert time.monotonic() < deadline, "the face at t was never asked for"
+            page.wait_for_timeout(100)
+        page.wait_for_timeout(1500)  # time for a clearing that followed the face at t
+        assert page.locator("#walk-strip img").count() == 1
+    finally:
+        page.close()
+        demo.close()
+
+
 def test_on_a_phone_each_map_is_full_width_with_its_whole_caption(browser, app_url):
     page = open_page(browser, app_url, width=390, height=844)
     try:
@@ -180,7 +224,8 @@ def test_every_image_shown_has_alt_text(page):
 
 def test_the_title_and_bold_text_are_drawn_in_one_font(page):
     """Gradio's SemiBold file lacks most letters: headings mixed in a fallback font, letter by letter."""
-    page.wait_for_function("() => document.fonts.status === 'loaded' && document.querySelector('h1')")
+    page.wait_for_selector("h1")
+    page.evaluate("() => document.fonts.load('600 1em \"Source Sans Pro\"').then(() => true)")  # the file a heading asks for
     cdp = page.context.new_cdp_session(page)
     try:
         root = cdp.send("DOM.getDocument")["root"]["nodeId"]
