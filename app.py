@@ -37,11 +37,11 @@ from sagan.checkpoint import CheckpointError, load_generator
 
 # Next to this file, so `python path/to/app.py` works from any directory.
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "checkpoints" / "anime64.safetensors")
-# Gradio lays a gallery of height "auto" out in a box 450 px tall or more: the maps' own height
-# instead, with no blank band under them, except while a map is shown enlarged in that box (it
-# would be smaller than the map itself). On a phone two maps side by side were 150 px wide with
-# clipped captions: there, one map per row, all rows shown (the gallery would otherwise scroll inside
-# a box of fixed height). The walk's strip of frames was shrunk to the screen's width (39 px tall for
+# Gradio lays a gallery of height "auto" out in a box of a fixed least height (450 px on a wide
+# screen), whatever it holds: the maps' own height instead, with no blank band under them, except
+# while a map is shown enlarged in that box (it would be smaller than the map itself). On a phone two
+# maps side by side were 150 px wide with clipped captions: there, one map per row, all rows shown
+# (the gallery would otherwise scroll inside a box of fixed height). The walk's strip of frames was shrunk to the screen's width (39 px tall for
 # 8 frames) under its own buttons: there, it keeps its own size (2x the faces) and scrolls sideways,
 # below them.
 CSS = """
