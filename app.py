@@ -41,9 +41,9 @@ DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "checkpoints" / "anim
 # screen), whatever it holds: the maps' own height instead, with no blank band under them, except
 # while a map is shown enlarged in that box (it would be smaller than the map itself). On a phone two
 # maps side by side were 150 px wide with clipped captions: there, one map per row, all rows shown
-# (the gallery would otherwise scroll inside a box of fixed height). The walk's strip of frames was shrunk to the screen's width (39 px tall for
-# 8 frames) under its own buttons: there, it keeps its own size (2x the faces) and scrolls sideways,
-# below them.
+# (the gallery would otherwise scroll inside a box of fixed height). The walk's strip of frames was
+# shrunk to the screen's width (39 px tall for 8 frames) under its own buttons: there, it keeps its
+# own size (2x the faces) and scrolls sideways, below them.
 CSS = """
 .pixelated img { image-rendering: pixelated; }
 #attention .grid-wrap { min-height: 0 !important; height: auto !important; }
@@ -276,8 +276,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                     walk_button = gr.Button("make walk", variant="primary")
                 with gr.Column(scale=2):
                     between = gr.Image(label="face at t", format="png", interactive=False, elem_id="between",
-                                       elem_classes="pixelated",
-                                       buttons=["download", "fullscreen"],
+                                       elem_classes="pixelated", buttons=["download", "fullscreen"],
                                        alt_text="the face between seed A and seed B at t")
             strip = gr.Image(label="walk from A to B, row by row", show_label=False, format="png", interactive=False,
                              elem_id="walk-strip", elem_classes="pixelated", buttons=["download", "fullscreen"],

@@ -225,7 +225,8 @@ def test_every_image_shown_has_alt_text(page):
 def test_the_title_and_bold_text_are_drawn_in_one_font(page):
     """Gradio's SemiBold file lacks most letters: headings mixed in a fallback font, letter by letter."""
     page.wait_for_selector("h1")
-    page.evaluate("() => document.fonts.load('600 1em \"Source Sans Pro\"').then(() => true)")  # the file a heading asks for
+    # The file a heading asks for, loaded before its glyphs are read.
+    page.evaluate("() => document.fonts.load('600 1em \"Source Sans Pro\"').then(() => true)")
     cdp = page.context.new_cdp_session(page)
     try:
         root = cdp.send("DOM.getDocument")["root"]["nodeId"]
