@@ -49,11 +49,13 @@ def image_sources(page, selector: str) -> list[str]:
 
 
 def wait_for_change(page, selector: str, before: list[str], count: int) -> list[str]:
-    """The image URLs under ``selector`` once there are ``count`` of them, different from ``before``."""
+    """The image URLs under ``selector`` once there are ``count`` of them, different from ``before``,
+    and decoded: until then an image has no size, and is laid out as 0x0."""
     page.wait_for_function(
         """([selector, before, count]) => {
-            const now = [...document.querySelectorAll(selector)].map(i => i.src);
-            return now.length === count && now.every(s => s) && JSON.stringify(now) !== JSON.stringify(before);
+            const images = [...document.querySelectorAll(selector)], now = images.map(i => i.src);
+            return now.length === count && now.every(s => s) && JSON.stringify(now) !== JSON.stringify(before)
+                && images.every(i => i.complete && i.naturalWidth > 0);
         }""", arg=[selector, before, count])
     return image_sources(page, selector)
 
@@ -70,14 +72,8 @@ def test_seed_slider_and_a_click_update_the_attention_maps(page):
     maps = wait_for_change(page, maps_sel, maps, 2)
     assert page.locator("#seed input[type=number]").input_value() == "1"
 
-    # The centre of native pixel (5, 26), wherever and however large the face is laid out.
-    image = page.locator(face_sel)
-    box = image.bounding_box()
-    natural = image.evaluate("i => i.naturalWidth")
-    assert natural == SIZE * explore.UPSCALE
-    scale = box["width"] / natural
     x, y = 5, 26
-    image.click(position={"x": (x + 0.5) * explore.UPSCALE * scale, "y": (y + 0.5) * explore.UPSCALE * scale})
+    click_pixel(page, x, y)
     wait_for_change(page, maps_sel, maps, 2)
     assert page.locator("#query-x input").input_value() == str(x)
     assert page.locator("#query-y input").input_value() == str(y)
@@ -96,10 +92,12 @@ def shown_images(page, selector: str) -> list[np.ndarray]:
 def click_pixel(page, x: int, y: int) -> None:
     """Click the centre of native pixel (x, y), wherever and however large the face is laid out."""
     image = page.locator("#face img")
-    box = image.bounding_box()
-    natural = image.evaluate("i => i.naturalWidth")
-    assert natural == SIZE * explore.UPSCALE
-    scale = box["width"] / natural
+    # A new face's <img> has its src at once but no size until it is decoded: measured then, the
+    # click landed on pixel (0, 0).
+    image.evaluate("i => i.decode()")
+    width, natural = image.evaluate("i => [i.getBoundingClientRect().width, i.naturalWidth]")
+    assert natural == SIZE * explore.UPSCALE and width > 0
+    scale = width / natural
     image.click(position={"x": (x + 0.5) * explore.UPSCALE * scale, "y": (y + 0.5) * explore.UPSCALE * scale})
 
 
@@ -292,7 +290,6 @@ def test_on_a_phone_the_walk_strip_keeps_its_size_and_scrolls_below_its_buttons(
         page.locator("#walk-frames input[type=number]").press("Enter")
         page.get_by_role("button", name="make walk").click()
         wait_for_change(page, "#walk-strip img", [], 1)
-        page.wait_for_function("() => document.querySelector('#walk-strip img').naturalWidth > 0")  # decoded
         layout = page.evaluate("""() => {
             const img = document.querySelector('#walk-strip img'), frame = img.parentElement;
             const r = img.getBoundingClientRect(), f = frame.getBoundingClientRect();
