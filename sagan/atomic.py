@@ -1,5 +1,6 @@
-"""Atomic file writes: a file is written beside its destination under a temporary name, then renamed
-onto it, so neither a reader nor a process killed mid-write ever finds half a file.
+"""Writing outputs safely. Atomic file writes: a file is written beside its destination under a
+temporary name, then renamed onto it, so neither a reader nor a process killed mid-write ever finds
+half a file. And a check, made before any work, that an output's folder can be written.
 
 The temporary name carries the process id: two processes writing one file (two evaluations sharing
 a cache directory, say) would otherwise write into, and rename away, each other's temporary file.
@@ -24,3 +25,10 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def unwritable_ancestor(folder: str | os.PathLike) -> Path | None:
+    """The nearest of ``folder`` and its parents that exists, if files cannot be made under it (a file, or
+    a read-only folder), else None: a folder that does not exist yet is made where it can be."""
+    existing = next(p for p in (Path(folder).absolute(), *Path(folder).absolute().parents) if p.exists())
+    return None if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK) else existing

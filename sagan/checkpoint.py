@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from safetensors import safe_open
 
-from .atomic import atomic_write
+from .atomic import atomic_write, unwritable_ancestor
 from .config import ModelConfig, TrainConfig
 from .networks import Generator
 
@@ -103,9 +103,9 @@ def check_export_path(path: str | os.PathLike) -> Path:
     if path.is_dir():
         raise CheckpointError(f"cannot export to {str(path)!r}: it is a directory; give a file path such as "
                               f"{str(path / 'generator.safetensors')!r}.")
-    existing = next(p for p in path.absolute().parents if p.exists())
-    if not (existing.is_dir() and os.access(existing, os.W_OK)):
-        raise CheckpointError(f"cannot export to {str(path)!r}: {str(existing)!r} is not a writable directory. "
+    blocked = unwritable_ancestor(path.parent)
+    if blocked:
+        raise CheckpointError(f"cannot export to {str(path)!r}: {str(blocked)!r} is not a writable directory. "
                               "Choose another --export path.")
     if path.exists():  # an earlier export may be replaced, nothing else (a checkpoint, a data set)
         try:

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from .atomic import unwritable_ancestor
 from .checkpoint import load_generator
 from .explore import MAX_SEED, check_seed, tile, truncation_threshold
 from .sampling import generate, latents
@@ -75,10 +76,10 @@ def can_write_rgb(image_format: str) -> bool:
 def check_paths(outdir: str | None, grid: str | None, count: int) -> None:
     """Refuse outputs that could not be written, before any face is generated."""
     for flag, value, folder in (("--outdir", outdir, outdir), ("--grid", grid, grid and Path(grid).parent)):
-        if value:
-            existing = next(p for p in (Path(folder), *Path(folder).parents) if p.exists())
-            if not existing.is_dir():
-                raise ValueError(f"{flag} {value!r}: {str(existing)!r} is a file, not a folder.")
+        blocked = unwritable_ancestor(folder) if value else None
+        if blocked:
+            raise ValueError(f"{flag} {value!r}: {str(blocked)!r} is "
+                             f"{'a read-only folder' if blocked.is_dir() else 'a file, not a folder'}.")
     if grid:
         Image.init()
         suffix = Path(grid).suffix.lower()

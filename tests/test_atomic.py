@@ -1,10 +1,12 @@
-"""Atomic writes (sagan/atomic.py): a file is replaced whole or not at all, also by two processes at once."""
+"""Writing outputs (sagan/atomic.py): a file is replaced whole or not at all, also by two processes at once,
+and a folder that cannot be written is found before any work."""
 import multiprocessing
+import os
 
 import numpy as np
 import pytest
 
-from sagan.atomic import atomic_write
+from sagan.atomic import atomic_write, unwritable_ancestor
 
 
 def test_a_finished_write_replaces_the_file_and_leaves_nothing_beside_it(tmp_path):
@@ -48,3 +50,16 @@ def test_two_processes_writing_one_file_both_succeed(tmp_path):
     assert all(worker.exitcode == 0 for worker in workers) and errors.empty()
     values = np.load(path)
     assert values.shape == (200_000,) and values[0] in (1.0, 2.0) and (values == values[0]).all()
+
+
+def test_the_unwritable_ancestor_is_the_nearest_existing_file_or_read_only_folder(tmp_path, monkeypatch):
+    (tmp_path / "taken").write_text("a file")
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    # As root permission bits are ignored: a read-only mount is what refuses writes.
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: path != read_only and real_access(path, mode))
+    assert unwritable_ancestor(tmp_path / "new" / "deeper") is None  # made when written
+    assert unwritable_ancestor(tmp_path / "taken" / "sub" / "deeper") == tmp_path / "taken"
+    assert unwritable_ancestor(read_only) == read_only
+    assert unwritable_ancestor(read_only / "new") == read_only

@@ -1,4 +1,5 @@
 """The sampling CLI (sagan/sample.py): seed syntax, the app's faces as PNGs, truncation, and one-line errors."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,20 @@ def test_outputs_inside_a_file_are_refused_before_sampling(tiny_checkpoint, tmp_
     assert main(["--checkpoint", str(tiny_checkpoint), "--seeds", "0-3", "--grid", str(inside_a_file)]) == 2
     err = capsys.readouterr().err
     assert err == f"error: --grid '{inside_a_file}': '{tmp_path / 'taken'}' is a file, not a folder.\n"
+
+
+def test_a_grid_in_a_read_only_folder_is_refused_before_any_face_is_written(tiny_checkpoint, tmp_path, monkeypatch,
+                                                                            capsys):
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    # As root (CI, containers) permission bits are ignored: a read-only mount is what refuses writes.
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != read_only and real_access(path, mode))
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(tiny_checkpoint), "--seeds", "0-3", "--outdir", str(out),
+                 "--grid", str(read_only / "grid.png")]) == 2
+    assert capsys.readouterr().err == f"error: --grid '{read_only / 'grid.png'}': '{read_only}' is a read-only folder.\n"
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("suffix", [".psd", ".fits", ".xbm", ".h5"])
