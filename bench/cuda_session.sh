@@ -9,6 +9,10 @@
 # OUT_DIR receives session.log, the run's config.json and log.jsonl, its last sample grid, the
 # exported EMA generator (fp16) and the last three periodic checkpoints exported likewise.
 set -u
+if [ $# -lt 2 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
+  echo "usage: bash bench/cuda_session.sh FACES.zip OUT_DIR [SECONDS]  (default 540; DEVICE=cpu for a dry run)" >&2
+  exit 2
+fi
 data=$1 out=$2 budget=${3:-540} device=${DEVICE:-cuda}  # DEVICE=cpu: a dry run of the script
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
