@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from . import inception, metrics
-from .atomic import atomic_write
+from .atomic import atomic_write, unwritable_ancestor
 from .checkpoint import export_config, load_generator, read_export_metadata
 from .config import ModelConfig
 from .data import cache_key, list_images, load_images
@@ -80,21 +80,36 @@ def load_reference(path: Path, image_size: int, network: str) -> dict:
     if not path.is_file():
         raise EvaluationError(f"no reference statistics at {str(path)!r}: pass a folder, a .zip or an .npz "
                               "written by sagan.evaluate.")
+    not_statistics = (f"{str(path)!r} is not reference statistics written by sagan.evaluate ({{}}): pass the .npz "
+                      "it wrote, or the image folder or .zip to compute them from.")
     try:
         with np.load(path, allow_pickle=False) as f:
             stored = {k: f[k] for k in f.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise EvaluationError(f"{str(path)!r} is not a readable .npz file: {e}") from None
-    if "mu" not in stored or "sigma" not in stored:
-        raise EvaluationError(f"{str(path)!r} holds no FID statistics (arrays 'mu' and 'sigma').")
+    except OSError as e:
+        raise EvaluationError(f"cannot read {str(path)!r}: {e.strerror or e}.") from None
+    except (ValueError, TypeError, EOFError, zipfile.BadZipFile):
+        # Not numpy's message: it advises allow_pickle=True, which runs whatever code a crafted file carries.
+        # (A .npy gives an array, not an archive, and fails as a context manager: the TypeError.)
+        raise EvaluationError(not_statistics.format("not an .npz archive of plain arrays")) from None
+    mu, sigma, features = (stored.get(k) for k in ("mu", "sigma", "features"))
+    if not (_numeric(mu, 1) and _numeric(sigma, 2) and sigma.shape == 2 * mu.shape):
+        raise EvaluationError(not_statistics.format("no FID statistics: a vector 'mu' and a square matrix 'sigma' "
+                                                    "of its size"))
+    if features is not None and not (_numeric(features, 2) and features.shape[1:] == mu.shape):
+        raise EvaluationError(not_statistics.format("its 'features' are not vectors of the size of 'mu'"))
     if "image_size" in stored and int(stored["image_size"]) != image_size:
         raise EvaluationError(f"{str(path)!r} was computed at {int(stored['image_size'])} px but the generator "
                               f"makes {image_size} px faces: pass the image folder to recompute it.")
     if "network" in stored and str(stored["network"]) != network:
         raise EvaluationError(f"{str(path)!r} was computed with feature network {str(stored['network'])[:16]}…, "
                               f"not {network[:16]}…: pass the image folder to recompute it.")
-    return {"mu": torch.from_numpy(stored["mu"]), "sigma": torch.from_numpy(stored["sigma"]),
-            "features": torch.from_numpy(stored["features"]) if "features" in stored else None}
+    return {"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma),
+            "features": None if features is None else torch.from_numpy(features)}
+
+
+def _numeric(array, ndim: int) -> bool:
+    """Whether ``array`` is an array of numbers with ``ndim`` axes: an .npz member that is no .npy loads as bytes."""
+    return isinstance(array, np.ndarray) and array.ndim == ndim and array.dtype.kind in "fiu"
 
 
 def reference_cache_path(reference: Path, holdout: int, image_size: int, network: str, cache_dir: Path) -> Path:
@@ -103,28 +118,36 @@ def reference_cache_path(reference: Path, holdout: int, image_size: int, network
     return cache_dir / f"reference-{key}.npz"
 
 
-def check_reference(reference: str | Path, holdout: int, cache_dir: str | Path) -> None:
-    """Refuse, from file names alone, a reference that cannot give a FID or a --cache-dir that cannot hold its
-    statistics: the CLI calls this before it loads Inception, and reading the images takes longer still."""
+def check_reference(reference: str | Path, holdout: int, cache_dir: str | Path, image_size: int,
+                    network: str) -> None:
+    """Refuse, without decoding an image, a reference that cannot give a FID or a --cache-dir that cannot hold its
+    statistics (one that already holds them may be read-only): the CLI calls this before it loads Inception, and
+    reading the images takes longer still."""
     reference = Path(reference)
     if reference.suffix.lower() == ".npz":
         if holdout:
             raise EvaluationError(f"--holdout selects files of an image folder or .zip; {str(reference)!r} already "
                                   "holds the statistics of a fixed image set: leave --holdout out.")
         return  # its statistics are read as they are: nothing is cached
-    existing = next(p for p in (Path(cache_dir), *Path(cache_dir).parents) if p.exists())
-    if not existing.is_dir():
-        raise EvaluationError(f"--cache-dir {str(cache_dir)!r}: {str(existing)!r} is a file, not a folder: pass "
-                              "another --cache-dir.")
     names = list_images(reference)
-    if not names or not 0 <= holdout < len(names):
-        return  # load_images explains these in its own words
+    if not names:
+        return  # load_images explains this in its own words
+    if not 0 <= holdout < len(names):
+        raise EvaluationError(f"--holdout {holdout} is not between 0 and {len(names) - 1}, one less than the "
+                              f"{len(names)} image files in {str(reference)!r}: pass a --holdout in that range "
+                              "(0: all of them).")
     if holdout == 1:
         raise EvaluationError("--holdout 1 selects 1 reference image and a FID needs at least 2: pass --holdout 2 "
                               "or more.")
     if len(names) < 2:
         raise EvaluationError(f"--reference {str(reference)!r} holds 1 image and a FID needs at least 2: pass a "
                               "folder or .zip of more images.")
+    blocked = unwritable_ancestor(cache_dir)
+    # A read-only cache that already holds these statistics serves them as well as any.
+    if blocked and not reference_cache_path(reference, holdout, image_size, network, Path(cache_dir)).is_file():
+        raise EvaluationError(f"--cache-dir {str(cache_dir)!r}: {str(blocked)!r} is "
+                              f"{'a read-only folder' if blocked.is_dir() else 'a file, not a folder'}: pass "
+                              "another --cache-dir.")
 
 
 def reference_statistics(reference: str | Path, image_size: int, extractor: Extractor, network: str,
@@ -132,7 +155,7 @@ def reference_statistics(reference: str | Path, image_size: int, extractor: Extr
                          progress: bool = True) -> dict:
     """mu, sigma, features and image count of the reference set, from the cache when it is there."""
     reference = Path(reference)
-    check_reference(reference, holdout, cache_dir)
+    check_reference(reference, holdout, cache_dir, image_size, network)
     if reference.suffix.lower() == ".npz":
         stats = load_reference(reference, image_size, network)
     else:
@@ -210,13 +233,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def check_run(run: str | Path, checkpoint: str | Path) -> None:
-    """Refuse a ``--run`` directory that does not exist, or whose config.json trained another network
+    """Refuse a ``--run`` that is no training run's directory, or whose config.json trained another network
     than ``checkpoint``: its metrics.jsonl would mix in another model's FID."""
     run = Path(run)
+    if not run.exists():
+        raise EvaluationError(f"--run {str(run)!r} does not exist: pass the --out of a training run.")
     if not run.is_dir():
-        raise EvaluationError(f"run directory {str(run)!r} does not exist: pass the --out of a training run.")
+        raise EvaluationError(f"--run {str(run)!r} is a file, not a directory: pass the --out of a training run.")
+    # Every run train.py ever made wrote config.json first: without one the folder is no run.
     if not (run / "config.json").is_file():
-        return
+        raise EvaluationError(f"--run {str(run)!r} is not a training run's --out: it has no config.json. Pass the "
+                              "run the checkpoint was exported from, or leave --run out.")
     try:
         trained = ModelConfig.from_dict(json.loads((run / "config.json").read_text())["model"])
     except (KeyError, ValueError, TypeError) as e:
@@ -226,30 +253,50 @@ def check_run(run: str | Path, checkpoint: str | Path) -> None:
                               "the checkpoint was exported from, or leave --run out.")
 
 
+def append_metrics(run: str | Path, result: dict | None = None) -> None:
+    """Append ``result`` to ``run``'s metrics.jsonl; with no result, only open it to append, which the CLI does
+    before the evaluation so that a file that cannot be written is found out before the minutes it takes."""
+    path = Path(run) / "metrics.jsonl"
+    try:
+        with open(path, "a") as f:
+            if result is not None:
+                f.write(json.dumps(result) + "\n")
+    except OSError as e:
+        where = f"{str(path)!r} ({e.strerror or e})"
+        if result is None:
+            raise EvaluationError(f"--run {str(run)!r}: cannot append to {where}: pass a run you can write to, or "
+                                  "leave --run out.") from None
+        raise EvaluationError(f"--run {str(run)!r}: the result printed above could not be appended to {where}: "
+                              "record it by hand, or evaluate again once the file can be written.") from None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     # Not training.resolve_device: training imports this module, and its TrainingError is no ValueError.
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    network = args.inception_sha256.lower()
     try:
         if device == "cuda" and not torch.cuda.is_available():
             raise EvaluationError("--device cuda but PyTorch sees no CUDA device: use --device cpu.")
         if args.run:
             check_run(args.run, args.checkpoint)
-        check_reference(args.reference, args.holdout, args.cache_dir)
+        check_reference(args.reference, args.holdout, args.cache_dir, export_config(args.checkpoint).image_size,
+                        network)
+        if args.run:
+            append_metrics(args.run)
         extractor = inception.load(args.inception, device, args.inception_sha256)
-        result = evaluate(args.checkpoint, args.reference, extractor, args.inception_sha256.lower(), args.holdout,
-                          args.num_samples, args.batch_size, args.cache_dir, device)
+        result = evaluate(args.checkpoint, args.reference, extractor, network, args.holdout, args.num_samples,
+                          args.batch_size, args.cache_dir, device)
+        kid = "n/a (no reference features)" if result["kid"] is None else f"{result['kid']:.6f}"
+        print(f"FID {result['fid']:.4f}  KID {kid}  ({result['num_samples']} generated, "
+              f"{result['num_reference'] or 'unknown number of'} reference images)")
+        if result["reference_cache"]:
+            print(f"reference statistics: {result['reference_cache']} (pass it as --reference to reuse them)")
+        if args.run:
+            append_metrics(args.run, result)
     except (ValueError, OSError) as e:  # CheckpointError, DataError, InceptionError, EvaluationError, I/O
         print(f"error: {e}", file=sys.stderr)
         return 2
-    kid = "n/a (no reference features)" if result["kid"] is None else f"{result['kid']:.6f}"
-    print(f"FID {result['fid']:.4f}  KID {kid}  ({result['num_samples']} generated, "
-          f"{result['num_reference'] or 'unknown number of'} reference images)")
-    if result["reference_cache"]:
-        print(f"reference statistics: {result['reference_cache']} (pass it as --reference to reuse them)")
-    if args.run:
-        with open(Path(args.run) / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(result) + "\n")
     return 0
 
 

@@ -1,9 +1,12 @@
 """FID/KID evaluation (sagan/evaluate.py) with a tiny injected feature network: the CLI, cached reference
 statistics, and one-line errors."""
+import io
 import json
 import math
+import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +58,13 @@ def faces(tmp_path) -> Path:
     return tmp_path / "faces"
 
 
+def training_run(folder: Path, checkpoint: Path) -> Path:
+    """A run directory as train.py leaves one for ``checkpoint``'s network: its config.json is what --run checks."""
+    folder.mkdir()
+    (folder / "config.json").write_text(TrainConfig(model=load_generator(checkpoint).cfg).to_json())
+    return folder
+
+
 def cli(checkpoint, reference, network, tmp_path, *extra) -> int:
     path, sha = network
     return main(["--checkpoint", str(checkpoint), "--reference", str(reference), "--num-samples", "8",
@@ -64,9 +74,7 @@ def cli(checkpoint, reference, network, tmp_path, *extra) -> int:
 
 def test_cli_appends_fid_and_kid_of_seeds_against_the_holdout_split(tiny_checkpoint, faces, tiny_network, tmp_path,
                                                                     monkeypatch, capsys):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(TrainConfig(model=load_generator(tiny_checkpoint).cfg).to_json())  # its run
+    run = training_run(tmp_path / "run", tiny_checkpoint)
     assert cli(tiny_checkpoint, faces, tiny_network, tmp_path, "--holdout", 6, "--run", run) == 0
     assert "FID" in capsys.readouterr().out
     (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -97,8 +105,7 @@ def test_reference_statistics_are_cached_per_holdout_and_network(tiny_checkpoint
     assert len(keys) == 3
     records = []
     for holdout in (6, 4):  # the same cache folder: the second must not reuse the first's statistics
-        run = tmp_path / f"run{holdout}"
-        run.mkdir()
+        run = training_run(tmp_path / f"run{holdout}", tiny_checkpoint)
         assert cli(tiny_checkpoint, faces, tiny_network, tmp_path, "--holdout", holdout, "--run", run) == 0
         records.append(json.loads((run / "metrics.jsonl").read_text()))
     assert [r["num_reference"] for r in records] == [6, 4] and records[0]["fid"] != records[1]["fid"]
@@ -125,8 +132,7 @@ def test_reference_stats_are_refused_for_another_network_or_size(tiny_checkpoint
 
 def test_stats_without_features_give_fid_only(tiny_checkpoint, tmp_path, tiny_network, capsys):
     np.savez(tmp_path / "stats.npz", mu=np.zeros(8), sigma=np.eye(8))
-    run = tmp_path / "run"
-    run.mkdir()
+    run = training_run(tmp_path / "run", tiny_checkpoint)
     assert cli(tiny_checkpoint, tmp_path / "stats.npz", tiny_network, tmp_path, "--run", run) == 0
     record = json.loads((run / "metrics.jsonl").read_text())
     assert math.isfinite(record["fid"]) and record["kid"] is None
@@ -139,7 +145,7 @@ def test_stats_without_features_give_fid_only(tiny_checkpoint, tmp_path, tiny_ne
     ("empty folder", "no images"),
     ("missing npz", "no reference statistics"),
     ("holdout with npz", "leave --holdout out"),
-    ("missing run", "run directory"),
+    ("missing run", "--run '{tmp}/no-such-run' does not exist"),
     ("another run", "trained another network than"),
 ])
 def test_user_errors_print_one_line(case, message, tiny_checkpoint, faces, tiny_network, tmp_path, capsys):
@@ -165,7 +171,7 @@ def test_user_errors_print_one_line(case, message, tiny_checkpoint, faces, tiny_
     assert cli(checkpoint, reference, network, tmp_path, *extra) == 2
     assert not (tmp_path / "other" / "metrics.jsonl").exists()
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert err.startswith("error: ") and message.format(tmp=tmp_path) in err and err.count("\n") == 1
 
 
 UNUSABLE_INPUTS = [
@@ -173,30 +179,129 @@ UNUSABLE_INPUTS = [
                   "more images.\n"),
     ("holdout 1", "error: --holdout 1 selects 1 reference image and a FID needs at least 2: pass --holdout 2 or "
                   "more.\n"),
-    ("cache-dir is a file", "error: --cache-dir '{cache}': '{cache}' is a file, not a folder: pass another "
+    ("holdout -1", "error: --holdout -1 is not between 0 and 11, one less than the 12 image files in '{faces}': pass "
+                   "a --holdout in that range (0: all of them).\n"),
+    ("holdout of every file", "error: --holdout 12 is not between 0 and 11, one less than the 12 image files in "
+                              "'{faces}': pass a --holdout in that range (0: all of them).\n"),
+    ("cache-dir is a file", "error: --cache-dir '{taken}': '{taken}' is a file, not a folder: pass another "
                             "--cache-dir.\n"),
-    ("cache-dir inside a file", "error: --cache-dir '{cache}/sub': '{cache}' is a file, not a folder: pass another "
+    ("cache-dir inside a file", "error: --cache-dir '{taken}/sub': '{taken}' is a file, not a folder: pass another "
                                 "--cache-dir.\n"),
+    ("read-only cache-dir", "error: --cache-dir '{read_only}/sub': '{read_only}' is a read-only folder: pass another "
+                            "--cache-dir.\n"),
+    ("default cache-dir in a read-only folder", "error: --cache-dir '.cache': '{read_only}' is a read-only folder: "
+                                                "pass another --cache-dir.\n"),
+    ("run is a file", "error: --run '{taken}' is a file, not a directory: pass the --out of a training run.\n"),
+    ("run without config.json", "error: --run '{run}' is not a training run's --out: it has no config.json. Pass the "
+                                "run the checkpoint was exported from, or leave --run out.\n"),
+    ("metrics.jsonl is a folder", "error: --run '{run}': cannot append to '{run}/metrics.jsonl' (Is a directory): "
+                                  "pass a run you can write to, or leave --run out.\n"),
+    ("metrics.jsonl inside a file", "error: --run '{run}': cannot append to '{run}/metrics.jsonl' (Not a "
+                                    "directory): pass a run you can write to, or leave --run out.\n"),
 ]
 
 
+def make_read_only(monkeypatch, folder: Path) -> None:
+    """Make ``folder`` look like one on a read-only mount, as far as checks by os.access go: tests run as root,
+    whom permission bits do not stop, and cannot mount."""
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: access(path, mode, **kw)
+                        and not (Path(path) == folder and mode & os.W_OK))
+
+
 @pytest.mark.parametrize("case, message", UNUSABLE_INPUTS, ids=[case for case, _ in UNUSABLE_INPUTS])
-def test_unusable_reference_or_cache_dir_is_refused_before_inception_loads(case, message, tiny_checkpoint, faces,
-                                                                           tiny_network, tmp_path, monkeypatch,
-                                                                           capsys):
-    cache, extra = tmp_path / "taken", []
-    cache.write_text("a file, not a folder")
+def test_unusable_input_is_refused_before_inception_loads(case, message, tiny_checkpoint, faces, tiny_network,
+                                                          tmp_path, monkeypatch, capsys):
+    taken, read_only, run, extra = tmp_path / "taken", tmp_path / "read-only", tmp_path / "run", []
+    taken.write_text("a file, not a folder")
+    read_only.mkdir()
     if case == "one image":
         for extra_face in sorted(faces.iterdir())[1:]:
             extra_face.unlink()
-    elif case == "holdout 1":
-        extra = ["--holdout", 1]
+    elif case.startswith("holdout"):
+        extra = ["--holdout", {"holdout 1": 1, "holdout -1": -1, "holdout of every file": 12}[case]]
+    elif case.startswith("run"):
+        if case == "run without config.json":
+            run.mkdir()
+        extra = ["--run", taken if case == "run is a file" else run]
+    elif case.startswith("metrics.jsonl"):
+        training_run(run, tiny_checkpoint)
+        if case == "metrics.jsonl is a folder":
+            (run / "metrics.jsonl").mkdir()
+        else:
+            (run / "metrics.jsonl").symlink_to(taken / "metrics.jsonl")
+        extra = ["--run", run]
     else:  # the last --cache-dir wins over the one cli() passes
-        extra = ["--cache-dir", cache if case == "cache-dir is a file" else cache / "sub"]
+        make_read_only(monkeypatch, read_only)
+        if case == "default cache-dir in a read-only folder":
+            monkeypatch.chdir(read_only)
+        extra = ["--cache-dir", {"cache-dir is a file": taken, "cache-dir inside a file": taken / "sub",
+                                 "read-only cache-dir": read_only / "sub"}.get(case, ".cache")]
     monkeypatch.setattr(inception, "load", lambda *a, **k: pytest.fail("Inception loaded for a doomed evaluation"))
     assert cli(tiny_checkpoint, faces, tiny_network, tmp_path, *extra) == 2
-    assert capsys.readouterr().err == message.format(faces=faces, cache=cache)
-    assert not (tmp_path / "cache").exists()
+    assert capsys.readouterr().err == message.format(faces=faces, taken=taken, read_only=read_only, run=run)
+    assert not (tmp_path / "cache").exists() and not (run / "metrics.jsonl").is_file()
+
+
+def test_read_only_cache_dir_that_holds_the_statistics_serves_them(tiny_checkpoint, faces, tiny_network, tmp_path,
+                                                                   monkeypatch):
+    assert cli(tiny_checkpoint, faces, tiny_network, tmp_path) == 0
+    make_read_only(monkeypatch, tmp_path / "cache")
+    monkeypatch.setattr(evaluate_module, "load_images", lambda *a, **k: pytest.fail("reference decoded twice"))
+    assert cli(tiny_checkpoint, faces, tiny_network, tmp_path) == 0
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, the device every write to fails")
+def test_result_that_cannot_be_appended_is_printed_then_reported_in_one_line(tiny_checkpoint, faces, tiny_network,
+                                                                             tmp_path, capsys):
+    run = training_run(tmp_path / "run", tiny_checkpoint)
+    (run / "metrics.jsonl").symlink_to("/dev/full")  # it opens for appending, then writes fail as on a full disk
+    assert cli(tiny_checkpoint, faces, tiny_network, tmp_path, "--run", run) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith("FID ") and "Traceback" not in err  # (err holds the progress bars first)
+    assert err.endswith(f"\nerror: --run '{run}': the result printed above could not be appended to "
+                        f"'{run}/metrics.jsonl' (No space left on device): record it by hand, or evaluate again once "
+                        "the file can be written.\n")
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    with io.BytesIO() as buffer:
+        np.save(buffer, array)
+        return buffer.getvalue()
+
+
+def write_junk_npz(case: str, path: Path) -> None:
+    if case == "text":
+        path.write_text("mu, sigma = 0, 1\n")
+    elif case == "empty":
+        path.write_bytes(b"")
+    elif case == "an .npy":
+        path.write_bytes(npy_bytes(np.zeros(8)))
+    elif case == "a member that is no .npy":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("mu.npy", b"not an array")
+            archive.writestr("sigma.npy", npy_bytes(np.eye(8)))
+    elif case == "object arrays":
+        np.savez(path, mu=np.array([None] * 8), sigma=np.eye(8))
+    elif case == "no sigma":
+        np.savez(path, mu=np.zeros(8))
+    elif case == "sigma of another size":
+        np.savez(path, mu=np.zeros(8), sigma=np.eye(4))
+    else:  # features of another size
+        np.savez(path, mu=np.zeros(8), sigma=np.eye(8), features=np.zeros((4, 3)))
+
+
+@pytest.mark.parametrize("case", ["text", "empty", "an .npy", "a member that is no .npy", "object arrays", "no sigma",
+                                  "sigma of another size", "features of another size"])
+def test_junk_npz_reference_is_refused_without_advising_unsafe_loading(case, tiny_checkpoint, tiny_network,
+                                                                       tmp_path, capsys):
+    junk = tmp_path / "junk.npz"
+    write_junk_npz(case, junk)
+    assert cli(tiny_checkpoint, junk, tiny_network, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: '{junk}' is not reference statistics written by sagan.evaluate (")
+    assert err.endswith("): pass the .npz it wrote, or the image folder or .zip to compute them from.\n")
+    assert err.count("\n") == 1 and "pickle" not in err
 
 
 def test_reference_with_fewer_than_two_decodable_images_is_refused_before_encoding(faces, tmp_path):
