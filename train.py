@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sagan import inception
 from sagan.checkpoint import CheckpointError, check_export_path, export_run, load_training_state, run_checkpoint
-from sagan.config import MODEL_FLAGS, PRESETS, TrainConfig, from_flags
+from sagan.config import MODEL_FLAGS, PRESETS, TrainConfig, from_flags, resume_changes
 from sagan.data import DataError
 from sagan.training import TrainingError, resolve_device, train
 
@@ -151,6 +151,9 @@ def main(argv=None) -> int:
         if cfg.eval_every > 0 and cfg.holdout > 0 and main_process:
             extractor = inception.load(cfg.inception or None, resolve_device(cfg.device), cfg.inception_sha256,
                                        fixed=state is not None and "inception_sha256" in state["config"])
+        changes = resume_changes(state["config"], cfg) if state else []
+        if changes and main_process:  # flushed: a log file shows it now, not when the run ends
+            print(f"resuming with changed settings: {', '.join(changes)}", flush=True)
         models = train(cfg, resume_state=state, export=None if args.export_best else args.export,
                        export_dtype=export_dtype, progress=not args.no_progress, extractor=extractor,
                        resume_from=resume_from)

@@ -19,6 +19,11 @@ PRESETS = ("sagan", "seed", "dcgan")
 MODEL_FLAGS = ("image_size", "z_dim", "conv_dim", "g_attn", "d_attn", "attn_pool")
 # What else a resumed run keeps: its networks' preset, its validation split, the network its FIDs use.
 RESUME_FIXED = ("preset", "holdout", "inception_sha256")
+# What a resumed run may change that makes it train otherwise than the run it continues: it says so on resuming.
+# (The rest may change without a word: how long it runs, what it logs, samples, checkpoints and validates,
+# where files are, and how the same arithmetic is executed.)
+RESUME_ANNOUNCED = ("data", "max_images", "batch_size", "seed", "lr_g", "lr_d", "beta1", "beta2", "ema_kimg",
+                    "ema_rampup", "diffaugment", "precision", "sync_bn")
 
 
 @dataclass
@@ -33,16 +38,21 @@ class ModelConfig:
     def __post_init__(self):
         self.g_attn = tuple(int(r) for r in self.g_attn)
         self.d_attn = tuple(int(r) for r in self.d_attn)
+        # Messages name the train.py flag, as TrainConfig.check's do; a library user reads it as the field.
         if self.image_size not in IMAGE_SIZES:
-            raise ValueError(f"image_size {self.image_size} is not supported: choose one of {IMAGE_SIZES}.")
-        if self.z_dim < 1 or self.conv_dim < 8:
-            raise ValueError(f"z_dim must be >= 1 and conv_dim >= 8 (got {self.z_dim}, {self.conv_dim}).")
+            raise ValueError(f"--image-size {self.image_size} is not supported: choose one of "
+                             f"{', '.join(map(str, IMAGE_SIZES))}.")
+        for name, least in (("z_dim", 1), ("conv_dim", 8)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{_flag(name)} must be at least {least}, not {getattr(self, name)}.")
         g_ok, d_ok = generator_resolutions(self.image_size), discriminator_resolutions(self.image_size)
-        for name, wanted, ok in (("g_attn", self.g_attn, g_ok), ("d_attn", self.d_attn, d_ok)):
+        for name, net, wanted, ok in (("g_attn", "generator", self.g_attn, g_ok),
+                                      ("d_attn", "discriminator", self.d_attn, d_ok)):
             bad = [r for r in wanted if r not in ok]
             if bad:
-                raise ValueError(f"{name} resolution(s) {bad} do not exist at image size {self.image_size}: "
-                                 f"choose from {list(ok)}.")
+                raise ValueError(f"{_flag(name)} {','.join(map(str, bad))}: the {net} has no "
+                                 f"{' or '.join(f'{r}x{r}' for r in bad)} feature map at image size "
+                                 f"{self.image_size}: choose from {','.join(map(str, ok))}.")
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
@@ -190,6 +200,14 @@ def from_flags(flags: dict, saved: dict | None = None) -> TrainConfig:
     return cfg
 
 
+def resume_changes(saved: dict, cfg: TrainConfig) -> list[str]:
+    """What ``cfg`` changes of the RESUME_ANNOUNCED settings of the run it resumes, whose config was ``saved``,
+    as "--seed 0 -> 5"; empty when it trains on as that run would have."""
+    old = TrainConfig.from_dict(saved)
+    return [f"{_flag(k)} {getattr(old, k)!r} -> {getattr(cfg, k)!r}" for k in RESUME_ANNOUNCED
+            if getattr(cfg, k) != getattr(old, k)]
+
+
 def _flag(field_name: str) -> str:
-    """The train.py flag that sets a TrainConfig field."""
+    """The train.py flag that sets a TrainConfig or ModelConfig field."""
     return "--" + field_name.replace("_", "-")

@@ -137,8 +137,7 @@ def load_images(path: str | os.PathLike, image_size: int, cache_dir: str | os.Pa
     if not names:
         raise DataError(f"no images ({', '.join(EXTENSIONS)}) found in {str(path)!r}.")
     if holdout < 0 or holdout >= len(names):
-        raise DataError(f"--holdout {holdout} must be between 0 and the number of image files ({len(names)}) - 1 "
-                        "(a resumed training run keeps the --holdout it started with).")
+        raise DataError(f"--holdout {holdout} must be between 0 and the number of image files ({len(names)}) - 1.")
     cut = len(names) - holdout
     names = {"train": names[:cut], "holdout": names[cut:], "all": names}[split][:max_files or None]
 

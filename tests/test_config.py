@@ -2,10 +2,11 @@
 flags and a resumed run's saved config combine."""
 import dataclasses
 import json
+import re
 
 import pytest
 
-from sagan.config import ModelConfig, TrainConfig, from_flags, preset
+from sagan.config import ModelConfig, TrainConfig, from_flags, preset, resume_changes
 from sagan.inception import INCEPTION_SHA256
 
 
@@ -26,6 +27,19 @@ def test_bad_values_name_the_fix():
         ModelConfig(image_size=48)
     with pytest.raises(ValueError, match="unknown preset"):
         preset("biggan")
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(g_attn=(7,)), "--g-attn 7: the generator has no 7x7 feature map at image size 64: choose from 4,8,16,32."),
+    (dict(image_size=32, g_attn=(8,), d_attn=(3, 8, 32)), "--d-attn 3,32: the discriminator has no 3x3 or 32x32 "
+     "feature map at image size 32: choose from 16,8,4."),
+    (dict(z_dim=0), "--z-dim must be at least 1, not 0."),
+    (dict(conv_dim=4), "--conv-dim must be at least 8, not 4."),
+    (dict(image_size=48), "--image-size 48 is not supported: choose one of 32, 64, 128."),
+])
+def test_unusable_model_values_name_their_flag(values, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        ModelConfig(**values)
 
 
 def test_train_config_json_round_trip():
@@ -87,6 +101,15 @@ def test_a_resumed_run_keeps_its_saved_options_unless_a_flag_overrides_them():
         from_flags({"inception_sha256": "ab" * 32}, saved)
     assert from_flags({"inception": "/moved/inception.pt"}, saved).inception == "/moved/inception.pt"  # a file moves
     assert from_flags({"inception_sha256": INCEPTION_SHA256.upper()}, saved).inception_sha256 == INCEPTION_SHA256
+
+
+def test_a_resumed_run_names_the_changed_settings_that_change_how_it_trains():
+    saved = dataclasses.asdict(TrainConfig(steps=100))
+    cfg = from_flags({"steps": 200, "log_every": 5, "out": "elsewhere", "eval_every": 10, "lr_d": saved["lr_d"],
+                      "seed": 5, "batch_size": 4, "max_images": 100, "diffaugment": "color"}, saved)
+    assert resume_changes(saved, cfg) == ["--max-images 0 -> 100", "--batch-size 64 -> 4", "--seed 0 -> 5",
+                                          "--diffaugment '' -> 'color'"]
+    assert resume_changes(saved, from_flags({"steps": 200, "precision": "auto"}, saved)) == []
 
 
 def test_a_run_saved_before_the_fid_network_was_recorded_resumes_with_the_standard_one_or_the_one_named():

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -84,6 +85,10 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     (["--export", "{tmp}/faces/0000.jpg"], "will not export to '{tmp}/faces/0000.jpg': it exists and is not a "
      "generator exported by sagan-anime"),
     (["--inception-sha256", "abc"], "--inception-sha256 names the network --eval-every measures FID with"),
+    (["--g-attn", "7"], "error: --g-attn 7: the generator has no 7x7 feature map at image size 64: choose from "
+     "4,8,16,32."),
+    (["--image-size", "32", "--d-attn", "16,32"], "error: --d-attn 32: the discriminator has no 32x32 feature map"),
+    (["--z-dim", "0"], "error: --z-dim must be at least 1, not 0."),
 ])
 def test_cli_misuse_is_one_line_before_anything_is_written(args, message, tmp_path, faces_dir, capsys):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -91,6 +96,42 @@ def test_cli_misuse_is_one_line_before_anything_is_written(args, message, tmp_pa
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message.replace("{tmp}", str(tmp_path)) in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_holdout_larger_than_the_data_says_what_to_fix_in_a_new_run_and_in_a_resumed_one(tmp_path, faces_dir,
+                                                                                           capsys):
+    assert train_cli.main(["--data", str(faces_dir), "--out", str(tmp_path / "new"), "--holdout", "40"]) == 2
+    assert capsys.readouterr().err == "error: --holdout 40 must be between 0 and the number of image files (12) - 1.\n"
+    train_tiny(faces_dir, tmp_path / "run", holdout=4)
+    for path in sorted(faces_dir.iterdir())[3:]:  # the data set has lost files since the run started
+        path.unlink()
+    assert train_cli.main(["--resume", str(tmp_path / "run"), "--steps", "5", "--no-progress"]) == 2
+    assert capsys.readouterr().err == (f"error: the resumed run keeps the --holdout 4 it started with, but --data "
+                                       f"{str(faces_dir)!r} holds only 3 image files: restore its files, or start a "
+                                       "new run (another --out) with a smaller --holdout.\n")
+
+
+def test_a_resumed_run_announces_once_the_changed_settings_that_change_how_it_trains(tmp_path, faces_dir,
+                                                                                     monkeypatch, capsys):
+    run = str(tmp_path / "run")
+    train_tiny(faces_dir, run, steps=2)
+    assert train_cli.main(["--resume", run, "--steps", "3", "--seed", "5", "--batch-size", "2", "--log-every", "3",
+                           "--no-progress"]) == 0
+    assert capsys.readouterr().out == (f"resuming with changed settings: --batch-size 4 -> 2, --seed 0 -> 5\n"
+                                       f"trained to step 3; the run is in {run}\n")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["steps"], saved["seed"], saved["batch_size"], saved["log_every"]) == (3, 5, 2, 3)
+    assert train_cli.main(["--resume", run, "--steps", "4", "--seed", "5", "--no-progress"]) == 0
+    assert "resuming with" not in capsys.readouterr().out  # what the run already had is no change
+    # Under torchrun rank 0 alone says it, as it says the rest.
+    monkeypatch.setattr(train_cli, "train", lambda cfg, **kwargs: SimpleNamespace(step=cfg.steps))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        assert train_cli.main(["--resume", run, "--steps", "9", "--diffaugment", "color"]) == 0
+        assert ("resuming with changed settings: --diffaugment '' -> 'color'\n" in capsys.readouterr().out) == \
+            (rank == "0")
 
 
 def test_export_alone_refuses_training_flags_it_would_ignore(tmp_path, capsys):
