@@ -5,7 +5,6 @@ DistributedDataParallel run, where rank 0 alone logs, samples and writes checkpo
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -14,10 +13,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .atomic import unwritable_ancestor
 from .augment import parse_policy
 from .checkpoint import export_generator
 from .config import TrainConfig
-from .data import load_images
+from .data import list_images, load_images
 from .distributed import collective_timeout, init_distributed, out_of_time, sync_buffers, wrap_ddp
 from .evaluate import Extractor, now, reference_statistics, score
 from .graphs import GraphedIteration
@@ -113,6 +113,11 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
                             "to end, or choose another --out.")
     precision = resolve_precision(cfg.precision, device)
     policy = parse_policy(cfg.diffaugment)
+    # A resumed run's --holdout was given when it started and cannot change now: what no longer fits is the data.
+    if resume_state is not None and cfg.holdout and cfg.holdout >= (count := len(list_images(cfg.data))):
+        raise TrainingError(f"the resumed run keeps the --holdout {cfg.holdout} it started with, but --data "
+                            f"{cfg.data!r} holds only {count} image files: restore its files, or start a new run "
+                            "(another --out) with a smaller --holdout.")
     images = load_images(cfg.data, cfg.model.image_size, cache_dir=cfg.cache_dir or Path(cfg.out) / "cache",
                          holdout=cfg.holdout, split="train", max_files=cfg.max_images).to(device)
     models = build_models(cfg, device)
@@ -218,9 +223,9 @@ def check_run_directory(out: Path, resume_state: dict | None, steps: int, resume
 
 def check_writable_directory(path: Path, flag: str) -> None:
     """Refuse a directory that cannot be created or written to, before any data is read."""
-    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
-    if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
-        raise TrainingError(f"cannot write {flag} {str(path)!r}: {str(existing)!r} is not a writable directory. "
+    blocked = unwritable_ancestor(path)
+    if blocked:
+        raise TrainingError(f"cannot write {flag} {str(path)!r}: {str(blocked)!r} is not a writable directory. "
                             f"Choose another {flag}.")
 
 

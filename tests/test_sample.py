@@ -93,7 +93,8 @@ def test_a_grid_in_a_read_only_folder_is_refused_before_any_face_is_written(tiny
     out = tmp_path / "out"
     assert main(["--checkpoint", str(tiny_checkpoint), "--seeds", "0-3", "--outdir", str(out),
                  "--grid", str(read_only / "grid.png")]) == 2
-    assert capsys.readouterr().err == f"error: --grid '{read_only / 'grid.png'}': '{read_only}' is a read-only folder.\n"
+    grid = read_only / "grid.png"
+    assert capsys.readouterr().err == f"error: --grid '{grid}': '{read_only}' is a read-only folder.\n"
     assert not out.exists()
 
 
