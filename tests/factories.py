@@ -1,6 +1,9 @@
 """Tiny model configs, training runs and image folders made on the fly (tests never read ../shared),
-and a comparison of two trained models."""
+a comparison of two trained models, and a folder made to look read-only."""
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,3 +53,11 @@ def assert_trained_alike(a, b, atol: float) -> None:
                 assert torch.dot(sa[k], sb[k]).abs() > 0.99, f"{name}.{k}"
             else:  # cuDNN and atomics are not bitwise deterministic: equal up to a few Adam steps of noise
                 torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=atol, msg=f"{name}.{k}")
+
+
+def make_read_only(monkeypatch, folder: Path) -> None:
+    """Make ``folder`` look like one on a read-only mount, as far as checks by os.access go: tests run as root,
+    whom permission bits do not stop, and cannot mount."""
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: access(path, mode, **kw)
+                        and not (Path(path) == folder and mode & os.W_OK))

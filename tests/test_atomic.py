@@ -1,12 +1,12 @@
 """Writing outputs (sagan/atomic.py): a file is replaced whole or not at all, also by two processes at once,
 and a folder that cannot be written is found before any work."""
 import multiprocessing
-import os
 
 import numpy as np
 import pytest
 
 from sagan.atomic import atomic_write, unwritable_ancestor
+from tests.factories import make_read_only
 
 
 def test_a_finished_write_replaces_the_file_and_leaves_nothing_beside_it(tmp_path):
@@ -56,9 +56,7 @@ def test_the_unwritable_ancestor_is_the_nearest_existing_file_or_read_only_folde
     (tmp_path / "taken").write_text("a file")
     read_only = tmp_path / "ro"
     read_only.mkdir()
-    # As root permission bits are ignored: a read-only mount is what refuses writes.
-    real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: path != read_only and real_access(path, mode))
+    make_read_only(monkeypatch, read_only)
     assert unwritable_ancestor(tmp_path / "new" / "deeper") is None  # made when written
     assert unwritable_ancestor(tmp_path / "taken" / "sub" / "deeper") == tmp_path / "taken"
     assert unwritable_ancestor(read_only) == read_only

@@ -3,7 +3,6 @@ statistics, and one-line errors."""
 import io
 import json
 import math
-import os
 import subprocess
 import sys
 import zipfile
@@ -21,7 +20,7 @@ from sagan.config import TrainConfig, preset
 from sagan.data import load_images
 from sagan.evaluate import evaluate, main
 from sagan.sampling import generate, latents
-from tests.factories import write_faces
+from tests.factories import make_read_only, write_faces
 
 ROOT = Path(__file__).resolve().parents[1]
 # Inception exists only as TorchScript, so the stand-in is TorchScript too, deprecated or not.
@@ -199,14 +198,6 @@ UNUSABLE_INPUTS = [
     ("metrics.jsonl inside a file", "error: --run '{run}': cannot append to '{run}/metrics.jsonl' (Not a "
                                     "directory): pass a run you can write to, or leave --run out.\n"),
 ]
-
-
-def make_read_only(monkeypatch, folder: Path) -> None:
-    """Make ``folder`` look like one on a read-only mount, as far as checks by os.access go: tests run as root,
-    whom permission bits do not stop, and cannot mount."""
-    access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode, **kw: access(path, mode, **kw)
-                        and not (Path(path) == folder and mode & os.W_OK))
 
 
 @pytest.mark.parametrize("case, message", UNUSABLE_INPUTS, ids=[case for case, _ in UNUSABLE_INPUTS])

@@ -1,5 +1,4 @@
 """The sampling CLI (sagan/sample.py): seed syntax, the app's faces as PNGs, truncation, and one-line errors."""
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from sagan.checkpoint import load_generator
 from sagan.explore import render
 from sagan.sample import main, parse_seeds
 from sagan.sampling import generate, latent, latents
+from tests.factories import make_read_only
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,9 +87,7 @@ def test_a_grid_in_a_read_only_folder_is_refused_before_any_face_is_written(tiny
                                                                             capsys):
     read_only = tmp_path / "ro"
     read_only.mkdir()
-    # As root (CI, containers) permission bits are ignored: a read-only mount is what refuses writes.
-    real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != read_only and real_access(path, mode))
+    make_read_only(monkeypatch, read_only)
     out = tmp_path / "out"
     assert main(["--checkpoint", str(tiny_checkpoint), "--seeds", "0-3", "--outdir", str(out),
                  "--grid", str(read_only / "grid.png")]) == 2
