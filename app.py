@@ -201,7 +201,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
     @user_errors
     def grid(seed, count, truncation):
         faces = explorer.grid(seed, count, truncation)
-        return files.png(explore.upscale(explore.tile(faces, columns=int(np.ceil(np.sqrt(len(faces))))), 2), "grid.png")
+        return files.png(explore.upscale(explore.tile(faces), 2), "grid.png")
 
     @user_errors
     def interpolate(seed_a, seed_b, t, truncation, method):

@@ -17,10 +17,12 @@ import warnings
 from pathlib import Path
 
 from sagan import inception
-from sagan.checkpoint import CheckpointError, check_export_path, export_run, load_training_state, run_checkpoint
-from sagan.config import MODEL_FLAGS, PRESETS, TrainConfig, from_flags, resume_changes
+from sagan.checkpoint import CheckpointError, check_export_path, export_run, load_training_state, resume_checkpoint
+from sagan.config import IMAGE_SIZES, MODEL_FLAGS, PRESETS, TrainConfig, from_flags, resume_changes
 from sagan.data import DataError
-from sagan.training import TrainingError, resolve_device, train
+from sagan.devices import DEVICES, PRECISIONS, resolve_device
+from sagan.sampling import MAX_SEED
+from sagan.training import TrainingError, train
 
 CONFIG_FLAGS = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"} | set(MODEL_FLAGS)
 
@@ -40,16 +42,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--data", help="folder (recursive) or .zip of jpg/png/webp images")
     a("--out", help=f"run directory (default {d.out})")
     a("--steps", type=int, help=f"total training steps (default {d.steps})")
-    a("--max-minutes", type=float, help="stop (checkpointed, exported) at the first log step after this many "
-      "minutes from the start of training, reading the data included; --resume continues (default 0: no limit)")
+    a("--max-minutes", type=float, help="stop (checkpointed, exported) at the first log or checkpoint step after "
+      "this many minutes from the start of training, reading the data included; --resume continues (default 0: no "
+      "limit)")
     a("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
-    a("--image-size", type=int, choices=(32, 64, 128), help="output resolution (default 64)")
+    a("--image-size", type=int, choices=IMAGE_SIZES, help=f"output resolution (default {d.model.image_size})")
     a("--preset", choices=PRESETS, help="attention placement: sagan (default), seed or dcgan")
     a("--g-attn", type=_resolutions, help="generator attention resolutions, e.g. 16,32 (overrides the preset)")
     a("--d-attn", type=_resolutions, help="discriminator attention resolutions, e.g. 16,8 (overrides the preset)")
     a("--attn-pool", action=argparse.BooleanOptionalAction, help="2x2 max-pooled attention keys/values")
-    a("--z-dim", type=int, help="latent size (default 100)")
-    a("--conv-dim", type=int, help="base channel width (default 64)")
+    a("--z-dim", type=int, help=f"latent size (default {d.model.z_dim})")
+    a("--conv-dim", type=int, help=f"base channel width (default {d.model.conv_dim})")
     a("--lr-g", type=float, help=f"generator learning rate (default {d.lr_g})")
     a("--lr-d", type=float, help=f"discriminator learning rate (default {d.lr_d})")
     a("--beta1", type=float, help=f"Adam beta1 of both networks (default {d.beta1})")
@@ -59,9 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--diffaugment", help='DiffAugment policy, e.g. "color,translation,cutout" (default off)')
     a("--holdout", type=int, help="keep the last N files by name out of training (default 0)")
     a("--max-images", type=int, help="train on the first N files by name of the training split (default 0: all)")
-    a("--seed", type=int, help=f"random seed, 0 to 2147483647 (default {d.seed})")
-    a("--device", choices=("auto", "cpu", "cuda"), help="default auto")
-    a("--precision", choices=("auto", "bf16", "fp32"), help="default auto: bf16 where supported")
+    a("--seed", type=int, help=f"random seed, 0 to {MAX_SEED} (default {d.seed})")
+    a("--device", choices=DEVICES, help=f"default {d.device}")
+    a("--precision", choices=PRECISIONS, help=f"default {d.precision}: bf16 where the hardware has it")
     a("--compile", action=argparse.BooleanOptionalAction, help="torch.compile G and D")
     a("--cuda-graphs", action=argparse.BooleanOptionalAction, help="replay each training step as one CUDA graph: "
       "far fewer kernel launches from Python (one GPU)")
@@ -104,7 +107,7 @@ def main(argv=None) -> int:
         args = parse_args(argv)
     which = "best" if args.export_best else "latest"
     export_dtype = args.export_dtype or "fp32"
-    out = Path(args.out or TrainConfig().out)  # the run's directory; a resumed run's own, once its config is read
+    out = Path(args.out or TrainConfig.out)  # the run's directory; a resumed run's own, once its config is read
     try:
         for flag in ("export_best", "export_dtype"):
             if getattr(args, flag) and not args.export:
@@ -122,19 +125,9 @@ def main(argv=None) -> int:
             print(f"exported the EMA generator of {out} ({which}, step {step}) to {args.export}")
             return 0
         flags = {k: v for k, v in vars(args).items() if v is not None and k in CONFIG_FLAGS}
-        for name in ("data", "cache_dir", "inception"):  # saved absolute: a resumed run finds them from anywhere
-            if flags.get(name):
-                flags[name] = os.path.abspath(flags[name])
-        resume_from = None
-        if args.resume == "latest":  # --resume alone: the run in --out
-            resume_from = Path(args.out or TrainConfig().out) / "checkpoints" / "latest.pt"
-        elif args.resume:
-            resume_from = run_checkpoint(args.resume)
-            if not args.out and resume_from.parent.name == "checkpoints":  # continue where it lies, moved or not
-                flags["out"] = str(resume_from.parent.parent)
-        if resume_from is not None and not resume_from.is_file():
-            raise TrainingError(f"nothing to resume: no checkpoint at {str(resume_from)!r}. Start a new run with "
-                                "--data FOLDER_OR_ZIP (no --resume), or point --out at an existing run.")
+        resume_from, resumed_out = resume_checkpoint(args.resume, args.out) if args.resume else (None, None)
+        if resumed_out:
+            flags["out"] = resumed_out
         state = load_training_state(resume_from) if resume_from else None
         cfg = from_flags(flags, state["config"] if state else None)
         out = Path(cfg.out)

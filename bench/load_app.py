@@ -221,14 +221,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the request mix (default 0)")
     parser.add_argument("--url", help="test an app already running at this loopback URL instead of launching one")
     args = parser.parse_args(argv)
+    if args.users < 1 or args.requests < 1 or args.timeout <= 0:
+        parser.error("--users and --requests must be at least 1, --timeout positive")
     if args.url:
         # Loopback only: this script must never load someone else's server.
         if urlsplit(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
             parser.error(f"--url must be a loopback address (127.0.0.1, localhost, ::1), got {args.url}")
         args.url = args.url.rstrip("/") + "/"
         return args
-    if args.users < 1 or args.requests < 1 or args.timeout <= 0:
-        parser.error("--users and --requests must be at least 1, --timeout positive")
     if not Path(args.checkpoint).is_file():
         parser.error(f"no checkpoint at {args.checkpoint}; train one or pass --checkpoint PATH")
     args.checkpoint = str(Path(args.checkpoint).resolve())  # app.py runs in the repository root

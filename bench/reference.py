@@ -44,14 +44,13 @@ class Generator(nn.Module):
         super().__init__()
         repeat_num = int(torch.log2(torch.tensor(image_size)).item()) - 3
         mult = 2 ** repeat_num
-        self.attn_at = {}
         layers = [nn.Sequential(spectral_norm(nn.ConvTranspose2d(z_dim, conv_dim * mult, 4, 1, 0, bias=False)),
                                 nn.BatchNorm2d(conv_dim * mult), nn.ReLU(inplace=True))]
-        ch, res = conv_dim * mult, 4
+        ch = conv_dim * mult
         for _ in range(repeat_num):
             layers.append(nn.Sequential(spectral_norm(nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False)),
                                         nn.BatchNorm2d(ch // 2), nn.ReLU(inplace=True)))
-            ch, res = ch // 2, res * 2
+            ch //= 2
         self.layers = nn.ModuleList(layers)
         self.attns = nn.ModuleDict({str(r): SelfAttention(conv_dim * mult * 4 // r, pool) for r in attn})
         self.l4 = nn.Sequential(nn.ConvTranspose2d(conv_dim, 3, 4, 2, 1, bias=False), nn.Tanh())

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sagan.checkpoint import load_generator  # noqa: E402
 from sagan.explore import Explorer  # noqa: E402
 from sagan.sampling import generate, latents  # noqa: E402
-from sagan.training import resolve_device  # noqa: E402
+from sagan.devices import DEVICES, resolve_device  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -32,7 +32,7 @@ def _sync(device: torch.device) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="checkpoints/anime64.safetensors")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--batches", type=int, default=8)
     p.add_argument("--requests", type=int, default=30)

@@ -27,7 +27,7 @@ from sagan.augment import parse_policy  # noqa: E402
 from sagan.config import TrainConfig, preset  # noqa: E402
 from sagan.graphs import GraphedIteration  # noqa: E402
 from sagan.step import Iteration, build_models, cuda_speed_settings, make_autocast, maybe_compile  # noqa: E402
-from sagan.training import resolve_device, resolve_precision  # noqa: E402
+from sagan.devices import DEVICES, PRECISIONS, resolve_device, resolve_precision  # noqa: E402
 
 
 def _sync(device):
@@ -95,11 +95,11 @@ def print_profile(title: str, step_fn, steps: int, device) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--presets", default="sagan,seed,dcgan", help="comma-separated; the first is reported last")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"), help="the project's precision")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="the project's precision")
     p.add_argument("--compile", action="store_true", help="torch.compile the project's G and D")
     p.add_argument("--cuda-graphs", action="store_true", help="replay the project's steps as a CUDA graph")
     p.add_argument("--steps", type=int, default=5, help="steps per timed round")

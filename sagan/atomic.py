@@ -27,8 +27,11 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def unwritable_ancestor(folder: str | os.PathLike) -> Path | None:
-    """The nearest of ``folder`` and its parents that exists, if files cannot be made under it (a file, or
-    a read-only folder), else None: a folder that does not exist yet is made where it can be."""
+def why_unwritable(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be made in ``folder``, naming the nearest of it and its parents that exists ("'/data'
+    is a read-only folder", "'/data/x.jpg' is a file, not a folder"), or None when they can: a folder that does
+    not exist yet is made where it can be."""
     existing = next(p for p in (Path(folder).absolute(), *Path(folder).absolute().parents) if p.exists())
-    return None if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK) else existing
+    if not existing.is_dir():
+        return f"{str(existing)!r} is a file, not a folder"
+    return None if os.access(existing, os.W_OK | os.X_OK) else f"{str(existing)!r} is a read-only folder"

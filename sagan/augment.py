@@ -16,7 +16,8 @@ def parse_policy(policy: str) -> tuple[str, ...]:
     names = tuple(p.strip() for p in policy.split(",") if p.strip())
     bad = [p for p in names if p not in POLICIES]
     if bad:
-        raise ValueError(f"unknown DiffAugment policy {bad}: choose from {', '.join(POLICIES)}.")
+        raise ValueError(f"unknown DiffAugment policy {', '.join(map(repr, bad))}: choose from {', '.join(POLICIES)}, "
+                         "comma-separated.")
     return names
 
 

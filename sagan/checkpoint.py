@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from safetensors import safe_open
 
-from .atomic import atomic_write, unwritable_ancestor
+from .atomic import atomic_write, why_unwritable
 from .config import ModelConfig, TrainConfig
 from .networks import Generator
 
@@ -52,10 +52,19 @@ def load_training_state(path: str | os.PathLike) -> dict:
     return state
 
 
-def run_checkpoint(run_or_file: str | os.PathLike) -> Path:
-    """The checkpoint a path names: a run directory's checkpoints/latest.pt, or the file itself."""
-    path = Path(run_or_file)
-    return path / "checkpoints" / "latest.pt" if path.is_dir() else path
+def resume_checkpoint(resume: str, out: str | None) -> tuple[Path, str | None]:
+    """The checkpoint train.py's ``--resume`` names, and the run directory to continue in when ``out``
+    (--out) is not given: ``"latest"`` (--resume alone) is the run in ``out``; a run directory its
+    checkpoints/latest.pt; a checkpoint file in a run's checkpoints/ continues in that run, moved or not."""
+    if resume == "latest":
+        path, run = Path(out or TrainConfig.out) / "checkpoints" / "latest.pt", None
+    else:
+        path = Path(resume) / "checkpoints" / "latest.pt" if Path(resume).is_dir() else Path(resume)
+        run = str(path.parent.parent) if not out and path.parent.name == "checkpoints" else None
+    if not path.is_file():
+        raise CheckpointError(f"nothing to resume: no checkpoint at {str(path)!r}. Start a new run with --data "
+                              "FOLDER_OR_ZIP (no --resume), or point --out at an existing run.")
+    return path, run
 
 
 def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, dtype: str = "fp32", which: str = "latest") -> int:
@@ -87,8 +96,8 @@ def export_generator(g: Generator, path: str | os.PathLike, dtype: str = "fp32",
     if step is not None:
         metadata["step"] = str(step)
     path = check_export_path(path)
-    # Written with open() rather than safetensors' save_file, which creates files readable by their
-    # owner only: an app running as another user (a container, a Space) must be able to read them.
+    # Serialised in memory and written as bytes rather than with safetensors' save_file, which creates files
+    # readable by their owner only: an app running as another user (a container, a Space) must read them.
     data = save(tensors, metadata=metadata)
     try:
         with atomic_write(path) as tmp:
@@ -103,10 +112,9 @@ def check_export_path(path: str | os.PathLike) -> Path:
     if path.is_dir():
         raise CheckpointError(f"cannot export to {str(path)!r}: it is a directory; give a file path such as "
                               f"{str(path / 'generator.safetensors')!r}.")
-    blocked = unwritable_ancestor(path.parent)
-    if blocked:
-        raise CheckpointError(f"cannot export to {str(path)!r}: {str(blocked)!r} is not a writable directory. "
-                              "Choose another --export path.")
+    why = why_unwritable(path.parent)
+    if why:
+        raise CheckpointError(f"cannot export to {str(path)!r}: {why}. Choose another --export path.")
     if path.exists():  # an earlier export may be replaced, nothing else (a checkpoint, a data set)
         try:
             read_export_metadata(path)

@@ -8,8 +8,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
 
+from .augment import parse_policy
+from .devices import DEVICES, PRECISIONS
 from .inception import INCEPTION_SHA256
 from .sampling import MAX_SEED
 
@@ -159,6 +162,13 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{_flag(name)} must be at least 0 and below 1, not {getattr(self, name)}.")
+        for name, choices in (("device", DEVICES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{_flag(name)} must be {', '.join(choices)}, not {getattr(self, name)!r}.")
+        try:
+            parse_policy(self.diffaugment)
+        except ValueError as e:
+            raise ValueError(f"--diffaugment: {e}") from None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -181,6 +191,8 @@ def from_flags(flags: dict, saved: dict | None = None) -> TrainConfig:
         raise ValueError(f"unknown training option(s) {sorted(unknown)}.")
     if "inception_sha256" in flags:  # a hash is one network, whatever its case
         flags = {**flags, "inception_sha256": flags["inception_sha256"].lower()}
+    # Saved absolute, so a resumed run finds them from any working directory.
+    flags = {k: os.path.abspath(v) if k in ("data", "cache_dir", "inception") and v else v for k, v in flags.items()}
     if saved is not None:
         cfg = TrainConfig.from_dict(saved)
         changed = {k for k in MODEL_FLAGS if k in flags and flags[k] != getattr(cfg.model, k)}

@@ -122,6 +122,14 @@ def cache_key(path: Path, names: list[str], image_size: int) -> str:
     return h.hexdigest()[:20]
 
 
+def check_split(path: str | os.PathLike, names: list[str], holdout: int) -> None:
+    """Refuse a data set (``names``, its list_images) that has no images, or none left after ``holdout``."""
+    if not names:
+        raise DataError(f"no images ({', '.join(EXTENSIONS)}) found in {str(path)!r}.")
+    if holdout < 0 or holdout >= len(names):
+        raise DataError(f"--holdout {holdout} must be between 0 and the number of image files ({len(names)}) - 1.")
+
+
 def load_images(path: str | os.PathLike, image_size: int, cache_dir: str | os.PathLike | None = None,
                 holdout: int = 0, split: str = "train", max_files: int = 0) -> torch.Tensor:
     """All usable images of a data set as a uint8 tensor (N, 3, S, S).
@@ -134,10 +142,7 @@ def load_images(path: str | os.PathLike, image_size: int, cache_dir: str | os.Pa
         raise ValueError(f"split must be train, holdout or all, not {split!r}.")
     path = Path(path)
     names = list_images(path)
-    if not names:
-        raise DataError(f"no images ({', '.join(EXTENSIONS)}) found in {str(path)!r}.")
-    if holdout < 0 or holdout >= len(names):
-        raise DataError(f"--holdout {holdout} must be between 0 and the number of image files ({len(names)}) - 1.")
+    check_split(path, names, holdout)
     cut = len(names) - holdout
     names = {"train": names[:cut], "holdout": names[cut:], "all": names}[split][:max_files or None]
 

@@ -1,7 +1,8 @@
 """FID and KID of an exported generator against a reference set of real images.
 
     python -m sagan.evaluate --checkpoint PATH.safetensors --reference DATA [--holdout N]
-        [--num-samples N] [--inception PATH] [--batch-size N] [--run DIR] [--device auto|cpu|cuda]
+        [--num-samples N] [--batch-size N] [--run DIR] [--device auto|cpu|cuda] [--cache-dir DIR]
+        [--inception PATH] [--inception-sha256 HEX]
 
 The generated faces are those of seeds 0..N-1 without truncation, from the exported EMA generator
 in eval mode: what the app shows (on the CPU bit for bit; a GPU may round a colour level apart).
@@ -30,10 +31,11 @@ import torch
 from tqdm import tqdm
 
 from . import inception, metrics
-from .atomic import atomic_write, unwritable_ancestor
+from .atomic import atomic_write, why_unwritable
 from .checkpoint import export_config, load_generator, read_export_metadata
 from .config import ModelConfig
 from .data import cache_key, list_images, load_images
+from .devices import DEVICES, resolve_device
 from .sampling import generate, latents
 
 Extractor = Callable[[torch.Tensor], torch.Tensor]
@@ -68,14 +70,14 @@ def generated_features(g: torch.nn.Module, num_samples: int, extractor: Extracto
     return torch.cat(out)
 
 
-def save_reference(path: Path, features: torch.Tensor, image_size: int, network: str) -> None:
+def save_reference(path: Path, features: torch.Tensor, image_size: int, network_sha256: str) -> None:
     mu, sigma = metrics.statistics(features)
     with atomic_write(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, mu=mu.numpy(), sigma=sigma.numpy(), features=features.numpy(),
-                 image_size=image_size, network=network)
+                 image_size=image_size, network=network_sha256)
 
 
-def load_reference(path: Path, image_size: int, network: str) -> dict:
+def load_reference(path: Path, image_size: int, network_sha256: str) -> dict:
     """mu, sigma and (when stored) features of a reference .npz, refused if made for another setup."""
     if not path.is_file():
         raise EvaluationError(f"no reference statistics at {str(path)!r}: pass a folder, a .zip or an .npz "
@@ -100,9 +102,9 @@ def load_reference(path: Path, image_size: int, network: str) -> dict:
     if "image_size" in stored and int(stored["image_size"]) != image_size:
         raise EvaluationError(f"{str(path)!r} was computed at {int(stored['image_size'])} px but the generator "
                               f"makes {image_size} px faces: pass the image folder to recompute it.")
-    if "network" in stored and str(stored["network"]) != network:
+    if "network" in stored and str(stored["network"]) != network_sha256:
         raise EvaluationError(f"{str(path)!r} was computed with feature network {str(stored['network'])[:16]}…, "
-                              f"not {network[:16]}…: pass the image folder to recompute it.")
+                              f"not {network_sha256[:16]}…: pass the image folder to recompute it.")
     return {"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma),
             "features": None if features is None else torch.from_numpy(features)}
 
@@ -112,14 +114,14 @@ def _numeric(array, ndim: int) -> bool:
     return isinstance(array, np.ndarray) and array.ndim == ndim and array.dtype.kind in "fiu"
 
 
-def reference_cache_path(reference: Path, holdout: int, image_size: int, network: str, cache_dir: Path) -> Path:
+def reference_cache_path(reference: Path, holdout: int, image_size: int, network_sha256: str, cache_dir: Path) -> Path:
     files = cache_key(reference, list_images(reference), image_size)
-    key = hashlib.sha256(f"{files}|holdout={holdout}|{network}".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{files}|holdout={holdout}|{network_sha256}".encode()).hexdigest()[:20]
     return cache_dir / f"reference-{key}.npz"
 
 
 def check_reference(reference: str | Path, holdout: int, cache_dir: str | Path, image_size: int,
-                    network: str) -> None:
+                    network_sha256: str) -> None:
     """Refuse, without decoding an image, a reference that cannot give a FID or a --cache-dir that cannot hold its
     statistics (one that already holds them may be read-only): the CLI calls this before it loads Inception, and
     reading the images takes longer still."""
@@ -142,59 +144,57 @@ def check_reference(reference: str | Path, holdout: int, cache_dir: str | Path, 
     if len(names) < 2:
         raise EvaluationError(f"--reference {str(reference)!r} holds 1 image and a FID needs at least 2: pass a "
                               "folder or .zip of more images.")
-    blocked = unwritable_ancestor(cache_dir)
+    why = why_unwritable(cache_dir)
     # A read-only cache that already holds these statistics serves them as well as any.
-    if blocked and not reference_cache_path(reference, holdout, image_size, network, Path(cache_dir)).is_file():
-        raise EvaluationError(f"--cache-dir {str(cache_dir)!r}: {str(blocked)!r} is "
-                              f"{'a read-only folder' if blocked.is_dir() else 'a file, not a folder'}: pass "
-                              "another --cache-dir.")
+    if why and not reference_cache_path(reference, holdout, image_size, network_sha256, Path(cache_dir)).is_file():
+        raise EvaluationError(f"cannot write --cache-dir {str(cache_dir)!r}: {why}. Choose another --cache-dir.")
 
 
-def reference_statistics(reference: str | Path, image_size: int, extractor: Extractor, network: str,
+def reference_statistics(reference: str | Path, image_size: int, extractor: Extractor, network_sha256: str,
                          holdout: int = 0, batch_size: int = 64, cache_dir: str | Path = ".cache",
                          progress: bool = True) -> dict:
     """mu, sigma, features and image count of the reference set, from the cache when it is there."""
     reference = Path(reference)
-    check_reference(reference, holdout, cache_dir, image_size, network)
+    check_reference(reference, holdout, cache_dir, image_size, network_sha256)
     if reference.suffix.lower() == ".npz":
-        stats = load_reference(reference, image_size, network)
+        stats = load_reference(reference, image_size, network_sha256)
     else:
-        cached = reference_cache_path(reference, holdout, image_size, network, Path(cache_dir))
+        cached = reference_cache_path(reference, holdout, image_size, network_sha256, Path(cache_dir))
         if not cached.is_file():
             images = load_images(reference, image_size, holdout=holdout, split="holdout" if holdout else "all")
             if images.shape[0] < 2:  # files that could not be decoded were skipped
                 raise EvaluationError(f"only {images.shape[0]} of the selected reference images in {str(reference)!r} "
                                       "could be decoded and a FID needs at least 2: replace the damaged files.")
             save_reference(cached, extract_features(images, extractor, batch_size, "reference", progress),
-                           image_size, network)
-        stats = load_reference(cached, image_size, network)
+                           image_size, network_sha256)
+        stats = load_reference(cached, image_size, network_sha256)
         stats["cache"] = str(cached)
     stats["count"] = None if stats["features"] is None else int(stats["features"].shape[0])
+    stats.update(reference=str(reference), holdout=holdout, network_sha256=network_sha256)
     return stats
 
 
 def score(g: torch.nn.Module, ref: dict, extractor: Extractor, num_samples: int, batch_size: int = 64,
           progress: bool = True) -> dict:
-    """FID and KID (None when the reference has no features) of generator ``g`` against reference statistics."""
+    """A metrics.jsonl entry: FID and KID (None when the reference has no features) of generator ``g``'s
+    seeds 0..num_samples-1 against ``ref`` (from reference_statistics), and what they were measured against."""
     features = generated_features(g, num_samples, extractor, batch_size, progress)
     mu, sigma = metrics.statistics(features)
-    return {"fid": metrics.fid_from_statistics(mu, sigma, ref["mu"], ref["sigma"]),
+    return {"time": now(), "reference": ref["reference"], "holdout": ref["holdout"], "num_samples": num_samples,
+            "num_reference": ref["count"], "network": ref["network_sha256"],
+            "fid": metrics.fid_from_statistics(mu, sigma, ref["mu"], ref["sigma"]),
             "kid": None if ref["features"] is None else metrics.kid(features, ref["features"])}
 
 
-def evaluate(checkpoint: str | Path, reference: str | Path, extractor: Extractor, network: str, holdout: int = 0,
+def evaluate(checkpoint: str | Path, reference: str | Path, extractor: Extractor, network_sha256: str, holdout: int = 0,
              num_samples: int = DEFAULT_NUM_SAMPLES, batch_size: int = 64, cache_dir: str | Path = ".cache",
              device: str | torch.device = "cpu") -> dict:
-    """FID and KID of an exported generator (see ``score``); ``network`` names the extractor."""
+    """FID and KID of an exported generator (see ``score``); ``network_sha256`` names the extractor."""
     step = read_export_metadata(checkpoint).get("step")
     g = load_generator(checkpoint, device)
-    ref = reference_statistics(reference, g.cfg.image_size, extractor, network, holdout, batch_size, cache_dir)
-    return {
-        "time": now(), "checkpoint": str(checkpoint), "step": None if step is None else int(step),
-        "reference": str(reference), "holdout": holdout, "num_samples": num_samples,
-        "num_reference": ref["count"], "network": network,
-        **score(g, ref, extractor, num_samples, batch_size), "reference_cache": ref.get("cache"),
-    }
+    ref = reference_statistics(reference, g.cfg.image_size, extractor, network_sha256, holdout, batch_size, cache_dir)
+    return {"checkpoint": str(checkpoint), "step": None if step is None else int(step),
+            **score(g, ref, extractor, num_samples, batch_size), "reference_cache": ref.get("cache")}
 
 
 def now() -> str:
@@ -228,7 +228,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--batch-size", type=_at_least(1), default=64, metavar="N", help="images per forward pass")
     a("--run", metavar="DIR", help="run directory: append the result to DIR/metrics.jsonl")
     a("--cache-dir", default=".cache", metavar="DIR", help="where reference statistics are cached")
-    a("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when available")
+    a("--device", choices=DEVICES, default="auto", help="auto: cuda when available")
     return p.parse_args(argv)
 
 
@@ -272,20 +272,17 @@ def append_metrics(run: str | Path, result: dict | None = None) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    # Not training.resolve_device: training imports this module, and its TrainingError is no ValueError.
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    network = args.inception_sha256.lower()
+    network_sha256 = args.inception_sha256.lower()
     try:
-        if device == "cuda" and not torch.cuda.is_available():
-            raise EvaluationError("--device cuda but PyTorch sees no CUDA device: use --device cpu.")
+        device = resolve_device(args.device)
         if args.run:
             check_run(args.run, args.checkpoint)
         check_reference(args.reference, args.holdout, args.cache_dir, export_config(args.checkpoint).image_size,
-                        network)
+                        network_sha256)
         if args.run:
             append_metrics(args.run)
         extractor = inception.load(args.inception, device, args.inception_sha256)
-        result = evaluate(args.checkpoint, args.reference, extractor, network, args.holdout, args.num_samples,
+        result = evaluate(args.checkpoint, args.reference, extractor, network_sha256, args.holdout, args.num_samples,
                           args.batch_size, args.cache_dir, device)
         kid = "n/a (no reference features)" if result["kid"] is None else f"{result['kid']:.6f}"
         print(f"FID {result['fid']:.4f}  KID {kid}  ({result['num_samples']} generated, "

@@ -9,8 +9,9 @@
 - ``click_to_pixel`` / ``query_index``: a click on the upscaled face -> a native pixel -> the row
   of one layer's attention matrix (queries are row-major over that layer's feature map).
 - ``attention_overlay``: that row as a heatmap over the face, the clicked point and query cell marked.
-- ``Explorer``: one loaded generator, a lock and an LRU cache keyed by (seed, truncation) and
-  bounded in bytes, so a slider move costs one forward pass and a click none.
+- ``Explorer``: one loaded generator, a lock and an LRU cache bounded in bytes of faces with their
+  attention matrices, grids and interpolated faces, so a slider move costs one forward pass and a
+  click none.
 """
 from __future__ import annotations
 
@@ -111,9 +112,10 @@ def upscale(images: np.ndarray, factor: int) -> np.ndarray:
     return images.repeat(factor, axis=-3).repeat(factor, axis=-2)
 
 
-def tile(images: np.ndarray, columns: int, gap: int = 2) -> np.ndarray:
-    """(B, H, W, 3) images on a white sheet, row by row, ``columns`` wide."""
+def tile(images: np.ndarray, columns: int | None = None, gap: int = 2) -> np.ndarray:
+    """(B, H, W, 3) images on a white sheet, row by row, ``columns`` wide (default: as square as it gets)."""
     b, h, w, _ = images.shape
+    columns = columns or math.ceil(math.sqrt(b))
     rows = -(-b // columns)
     sheet = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, 3), 255, dtype=np.uint8)
     for i, img in enumerate(images):
@@ -190,7 +192,7 @@ def nbytes(value: Render | np.ndarray) -> int:
 
 
 class Explorer:
-    """A generator loaded once, with an LRU cache of renders bounded in bytes, not entries: a
+    """A generator loaded once, with an LRU cache of what it rendered bounded in bytes, not entries: a
     128x128 face's attention matrices take 16 times the memory of a 64x64 one's.
 
     Every forward pass runs under one lock: ``capture_attention`` hooks the shared model, so two

@@ -1,4 +1,5 @@
-"""The run directory: config.json, log.jsonl, samples/, checkpoints/ and TensorBoard events of one run."""
+"""The run directory: config.json, log.jsonl, metrics.jsonl, samples/, checkpoints/ and TensorBoard events
+of one run, and the .lock that keeps two trainings from writing it at once."""
 from __future__ import annotations
 
 import json
@@ -73,7 +74,7 @@ class RunDirectory:
 
     def save_grid(self, step: int, images: torch.Tensor) -> Path:
         from torchvision.utils import make_grid, save_image
-        grid = make_grid(images.float(), nrow=int(math.sqrt(images.shape[0])) or 1,
+        grid = make_grid(images.float(), nrow=math.ceil(math.sqrt(images.shape[0])),
                          normalize=True, value_range=(-1, 1), padding=2)
         path = self.root / "samples" / f"step-{step:07d}.png"
         path.parent.mkdir(exist_ok=True)

@@ -1,7 +1,7 @@
 """Batch sampling: one PNG per seed, at native resolution, exactly as the app renders that seed.
 
-    python -m sagan.sample --checkpoint PATH.safetensors --seeds 0-4999 --outdir DIR
-        [--truncation T] [--grid FILE.png] [--batch-size N]
+    python -m sagan.sample --checkpoint PATH.safetensors --seeds 0-4999 [--outdir DIR] [--grid FILE.png]
+        [--truncation T] [--batch-size N]          # --outdir, --grid or both
 
 Seeds are ranges and comma lists (``0-9,20,30-32``); the face of seed 7 goes to ``DIR/seed0007.png``.
 ``--truncation`` means what the app's slider means (0.2 to 3, 3 = off; default off). ``--grid``
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import math
 import sys
 from pathlib import Path
 
@@ -26,8 +25,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .atomic import unwritable_ancestor
+from .atomic import why_unwritable
 from .checkpoint import load_generator
+from .networks import Generator
 from .explore import MAX_SEED, check_seed, tile, truncation_threshold
 from .sampling import generate, latents
 
@@ -76,10 +76,9 @@ def can_write_rgb(image_format: str) -> bool:
 def check_paths(outdir: str | None, grid: str | None, count: int) -> None:
     """Refuse outputs that could not be written, before any face is generated."""
     for flag, value, folder in (("--outdir", outdir, outdir), ("--grid", grid, grid and Path(grid).parent)):
-        blocked = unwritable_ancestor(folder) if value else None
-        if blocked:
-            raise ValueError(f"{flag} {value!r}: {str(blocked)!r} is "
-                             f"{'a read-only folder' if blocked.is_dir() else 'a file, not a folder'}.")
+        why = why_unwritable(folder) if value else None
+        if why:
+            raise ValueError(f"cannot write {flag} {value!r}: {why}. Choose another {flag}.")
     if grid:
         Image.init()
         suffix = Path(grid).suffix.lower()
@@ -105,6 +104,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def write_faces(g: Generator, seeds: list[int], outdir: str | None, grid: str | None,
+                threshold: float | None = None, batch_size: int = 256, progress: bool = True) -> None:
+    """Render ``seeds`` as the app does (``threshold``: its truncation, see truncation_threshold) to
+    ``outdir``/seedNNNN.png and, with ``grid``, on one sheet, row by row."""
+    if outdir:
+        Path(outdir).mkdir(parents=True, exist_ok=True)
+    faces = []
+    with tqdm(total=len(seeds), desc="sampling", unit="face", disable=not progress) as bar:
+        for start in range(0, len(seeds), batch_size):
+            chunk = seeds[start:start + batch_size]
+            images = generate(g, latents(chunk, g.cfg.z_dim, threshold), batch_size)
+            if outdir:
+                for seed, image in zip(chunk, images):
+                    Image.fromarray(image).save(Path(outdir) / seed_filename(seed))
+            if grid:
+                faces.extend(images)
+            bar.update(len(chunk))
+    if grid:
+        Path(grid).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(tile(np.stack(faces))).save(grid)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -115,25 +136,7 @@ def main(argv=None) -> int:
         seeds = parse_seeds(args.seeds)
         check_paths(args.outdir, args.grid, len(seeds))
         threshold = None if args.truncation is None else truncation_threshold(args.truncation)
-        g = load_generator(args.checkpoint)
-        outdir = Path(args.outdir) if args.outdir else None
-        if outdir:
-            outdir.mkdir(parents=True, exist_ok=True)
-        faces = []
-        with tqdm(total=len(seeds), desc="sampling", unit="face") as bar:
-            for start in range(0, len(seeds), args.batch_size):
-                chunk = seeds[start:start + args.batch_size]
-                images = generate(g, latents(chunk, g.cfg.z_dim, threshold), args.batch_size)
-                if outdir:
-                    for seed, image in zip(chunk, images):
-                        Image.fromarray(image).save(outdir / seed_filename(seed))
-                if args.grid:
-                    faces.extend(images)
-                bar.update(len(chunk))
-        if args.grid:
-            Path(args.grid).parent.mkdir(parents=True, exist_ok=True)
-            columns = math.ceil(math.sqrt(len(faces)))
-            Image.fromarray(tile(np.stack(faces), columns)).save(args.grid)
+        write_faces(load_generator(args.checkpoint), seeds, args.outdir, args.grid, threshold, args.batch_size)
     except ValueError as e:  # CheckpointError, bad seeds, truncation or paths
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -141,7 +144,7 @@ def main(argv=None) -> int:
         print(f"error: cannot write {e.filename or 'the output'}: {e.strerror or e}. Choose another --outdir "
               "or --grid.", file=sys.stderr)
         return 2
-    print(f"wrote {len(seeds)} faces to {' and '.join(str(p) for p in (outdir, args.grid) if p)}")
+    print(f"wrote {len(seeds)} faces to {' and '.join(p for p in (args.outdir, args.grid) if p)}")
     return 0
 
 

@@ -13,13 +13,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .atomic import unwritable_ancestor
+from .atomic import why_unwritable
 from .augment import parse_policy
 from .checkpoint import export_generator
 from .config import TrainConfig
-from .data import list_images, load_images
+from .data import check_split, list_images, load_images
+from .devices import resolve_device, resolve_precision
 from .distributed import collective_timeout, init_distributed, out_of_time, sync_buffers, wrap_ddp
-from .evaluate import Extractor, now, reference_statistics, score
+from .evaluate import Extractor, reference_statistics, score
 from .graphs import GraphedIteration
 from .rundir import RunDirectory, RunLock
 from .sampling import latents
@@ -31,37 +32,14 @@ class TrainingError(RuntimeError):
     """Training cannot go on (diverged, or mis-configured); the message says why."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for but no CUDA GPU is available: use --device cpu.")
-    if name not in ("cpu", "cuda"):
-        raise TrainingError(f"unknown device {name!r}: choose auto, cpu or cuda.")
-    return torch.device(name)
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    if name == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-    if name not in ("bf16", "fp32"):
-        raise TrainingError(f"unknown precision {name!r}: choose auto, bf16 or fp32.")
-    return name
-
-
 def validation(cfg: TrainConfig, extractor: Extractor, progress: bool = True) -> Callable[[nn.Module, int], dict]:
     """(g, step) -> metrics.jsonl entry with validation FID and KID against the holdout split, whose
     statistics are computed (or read from the cache) once. ``extractor`` is the network
     ``cfg.inception_sha256`` names."""
-    cache_dir, network = cfg.cache_dir or Path(cfg.out) / "cache", cfg.inception_sha256
-    ref = reference_statistics(cfg.data, cfg.model.image_size, extractor, network, cfg.holdout, cache_dir=cache_dir,
-                               progress=progress)
-    return lambda g, step: {
-        "time": now(), "step": step, "source": "train --eval-every", "reference": cfg.data, "holdout": cfg.holdout,
-        "num_samples": cfg.eval_samples, "num_reference": ref["count"], "network": network,
-        **score(g, ref, extractor, cfg.eval_samples, progress=progress)}
+    ref = reference_statistics(cfg.data, cfg.model.image_size, extractor, cfg.inception_sha256, cfg.holdout,
+                               cache_dir=cfg.cache_dir or Path(cfg.out) / "cache", progress=progress)
+    return lambda g, step: {"step": step, "source": "train --eval-every",
+                            **score(g, ref, extractor, cfg.eval_samples, progress=progress)}
 
 
 def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None = None,
@@ -108,16 +86,17 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
     if Path(cfg.data).is_dir() and Path(cfg.out).resolve().is_relative_to(Path(cfg.data).resolve()):
         raise TrainingError(f"--out {cfg.out!r} is inside --data {cfg.data!r}: its sample grids would be read as "
                             "training images. Choose an --out outside the data folder.")
+    names = list_images(cfg.data)
+    # A resumed run's --holdout was given when it started and cannot change now: what no longer fits is the data.
+    if resume_state is not None and cfg.holdout and cfg.holdout >= len(names):
+        raise TrainingError(f"the resumed run keeps the --holdout {cfg.holdout} it started with, but --data "
+                            f"{cfg.data!r} holds only {len(names)} image files: restore its files, or start a new run "
+                            "(another --out) with a smaller --holdout.")
+    check_split(cfg.data, names, cfg.holdout)  # before --out is made
     if ranks.main and not lock.acquire():
         raise TrainingError(f"another training is writing to --out {cfg.out!r} (it holds its .lock): wait for it "
                             "to end, or choose another --out.")
     precision = resolve_precision(cfg.precision, device)
-    policy = parse_policy(cfg.diffaugment)
-    # A resumed run's --holdout was given when it started and cannot change now: what no longer fits is the data.
-    if resume_state is not None and cfg.holdout and cfg.holdout >= (count := len(list_images(cfg.data))):
-        raise TrainingError(f"the resumed run keeps the --holdout {cfg.holdout} it started with, but --data "
-                            f"{cfg.data!r} holds only {count} image files: restore its files, or start a new run "
-                            "(another --out) with a smaller --holdout.")
     images = load_images(cfg.data, cfg.model.image_size, cache_dir=cfg.cache_dir or Path(cfg.out) / "cache",
                          holdout=cfg.holdout, split="train", max_files=cfg.max_images).to(device)
     models = build_models(cfg, device)
@@ -133,8 +112,8 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
     G, D = maybe_compile(models.G, cfg.compile), maybe_compile(models.D, cfg.compile)
     if ranks.world > 1:
         G, D = wrap_ddp(G, device, cfg.sync_bn), wrap_ddp(D, device, False)
-    iterate = Iteration(models, G, D, images, cfg, policy, make_autocast(device, precision, cache=not cfg.cuda_graphs),
-                        ranks)
+    autocast = make_autocast(device, precision, cache=not cfg.cuda_graphs)
+    iterate = Iteration(models, G, D, images, cfg, parse_policy(cfg.diffaugment), autocast, ranks)
     if cfg.cuda_graphs:
         iterate = GraphedIteration(iterate)
     run = RunDirectory(cfg, tensorboard=tensorboard) if ranks.main else None
@@ -169,7 +148,7 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
                                         "Lower the learning rates or use --precision fp32, then --resume.")
                 if run:
                     run.log(models.step, {"loss/d": d_mean, "loss/g": g_mean, "speed/img_per_s": ips,
-                                          "gamma/g": _gammas(models.G)})
+                                          "gamma/g": mean_attention_gamma(models.G)})
                 bar.set_postfix(d=f"{d_mean:.3f}", g=f"{g_mean:.3f}", img_s=f"{ips:.0f}")
                 loss_sums.zero_()
                 window_start, window_steps = time.perf_counter(), 0
@@ -223,13 +202,12 @@ def check_run_directory(out: Path, resume_state: dict | None, steps: int, resume
 
 def check_writable_directory(path: Path, flag: str) -> None:
     """Refuse a directory that cannot be created or written to, before any data is read."""
-    blocked = unwritable_ancestor(path)
-    if blocked:
-        raise TrainingError(f"cannot write {flag} {str(path)!r}: {str(blocked)!r} is not a writable directory. "
-                            f"Choose another {flag}.")
+    why = why_unwritable(path)
+    if why:
+        raise TrainingError(f"cannot write {flag} {str(path)!r}: {why}. Choose another {flag}.")
 
 
-def _gammas(g: nn.Module) -> float:
+def mean_attention_gamma(g: nn.Module) -> float:
     """Mean |gamma| of the generator's attention layers: how much attention contributes."""
     values = [m.gamma.abs().item() for name, m in g.named_modules() if hasattr(m, "gamma")]
     return sum(values) / len(values) if values else 0.0

@@ -224,7 +224,6 @@ def test_random_api_values_answer_or_get_a_clear_message(client, api_name, value
 
 def test_the_server_still_answers_a_good_request_after_the_bad_ones(client):
     # Module order runs this after every bad request above.
-    from PIL import Image
     with Image.open(client.predict(seed=3, truncation=0.7, api_name="/generate")) as face:
         assert face.size == (SIZE * explore.UPSCALE, SIZE * explore.UPSCALE)
     strip, _, gif = client.predict(seed_a=1, seed_b=2, frames=2, truncation=OFF, method="linear", api_name="/walk")

@@ -5,7 +5,7 @@ import multiprocessing
 import numpy as np
 import pytest
 
-from sagan.atomic import atomic_write, unwritable_ancestor
+from sagan.atomic import atomic_write, why_unwritable
 from tests.factories import make_read_only
 
 
@@ -52,12 +52,13 @@ def test_two_processes_writing_one_file_both_succeed(tmp_path):
     assert values.shape == (200_000,) and values[0] in (1.0, 2.0) and (values == values[0]).all()
 
 
-def test_the_unwritable_ancestor_is_the_nearest_existing_file_or_read_only_folder(tmp_path, monkeypatch):
+def test_why_unwritable_names_the_nearest_existing_file_or_read_only_folder(tmp_path, monkeypatch):
     (tmp_path / "taken").write_text("a file")
     read_only = tmp_path / "ro"
     read_only.mkdir()
     make_read_only(monkeypatch, read_only)
-    assert unwritable_ancestor(tmp_path / "new" / "deeper") is None  # made when written
-    assert unwritable_ancestor(tmp_path / "taken" / "sub" / "deeper") == tmp_path / "taken"
-    assert unwritable_ancestor(read_only) == read_only
-    assert unwritable_ancestor(read_only / "new") == read_only
+    assert why_unwritable(tmp_path / "new" / "deeper") is None  # made when written
+    taken = tmp_path / "taken"
+    assert why_unwritable(taken / "sub" / "deeper") == f"{str(taken)!r} is a file, not a folder"
+    assert why_unwritable(read_only) == f"{str(read_only)!r} is a read-only folder"
+    assert why_unwritable(read_only / "new") == f"{str(read_only)!r} is a read-only folder"

@@ -63,7 +63,7 @@ def test_exports_are_readable_by_others_and_bad_targets_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="it is a directory"):
         export_generator(g, tmp_path)
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(CheckpointError, match="is not a writable directory"):
+    with pytest.raises(CheckpointError, match="'.*file' is a file, not a folder. Choose another --export path"):
         export_generator(g, tmp_path / "file" / "g.safetensors")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "g.safetensors"]  # no temporary file left
 

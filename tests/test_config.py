@@ -66,6 +66,10 @@ def test_train_config_json_round_trip():
     ("beta2", -0.1, "--beta2 must be at least 0 and below 1"),
     ("seed", -1, "--seed must be from 0 to 2,147,483,647, not -1"),
     ("seed", 2 ** 62, "--seed must be from 0 to 2,147,483,647"),  # it overflowed the data order's 64-bit seed
+    ("device", "gpu", "--device must be auto, cpu, cuda, not 'gpu'"),
+    ("precision", "fp16", "--precision must be auto, bf16, fp32, not 'fp16'"),
+    ("diffaugment", "color,rotate", "--diffaugment: unknown DiffAugment policy 'rotate': choose from color, "
+     "translation, cutout"),
 ])
 def test_unusable_training_values_name_their_flag(field, value, message):
     TrainConfig().check()  # the defaults are usable

@@ -22,7 +22,8 @@ from sagan.evaluate import evaluate, main
 from sagan.sampling import generate, latents
 from tests.factories import make_read_only, write_faces
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 # Inception exists only as TorchScript, so the stand-in is TorchScript too, deprecated or not.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 
@@ -182,14 +183,14 @@ UNUSABLE_INPUTS = [
                    "a --holdout in that range (0: all of them).\n"),
     ("holdout of every file", "error: --holdout 12 is not between 0 and 11, one less than the 12 image files in "
                               "'{faces}': pass a --holdout in that range (0: all of them).\n"),
-    ("cache-dir is a file", "error: --cache-dir '{taken}': '{taken}' is a file, not a folder: pass another "
-                            "--cache-dir.\n"),
-    ("cache-dir inside a file", "error: --cache-dir '{taken}/sub': '{taken}' is a file, not a folder: pass another "
-                                "--cache-dir.\n"),
-    ("read-only cache-dir", "error: --cache-dir '{read_only}/sub': '{read_only}' is a read-only folder: pass another "
-                            "--cache-dir.\n"),
-    ("default cache-dir in a read-only folder", "error: --cache-dir '.cache': '{read_only}' is a read-only folder: "
-                                                "pass another --cache-dir.\n"),
+    ("cache-dir is a file", "error: cannot write --cache-dir '{taken}': '{taken}' is a file, not a folder. Choose "
+                            "another --cache-dir.\n"),
+    ("cache-dir inside a file", "error: cannot write --cache-dir '{taken}/sub': '{taken}' is a file, not a folder. "
+                                "Choose another --cache-dir.\n"),
+    ("read-only cache-dir", "error: cannot write --cache-dir '{read_only}/sub': '{read_only}' is a read-only folder. "
+                            "Choose another --cache-dir.\n"),
+    ("default cache-dir in a read-only folder", "error: cannot write --cache-dir '.cache': '{read_only}' is a "
+                                                "read-only folder. Choose another --cache-dir.\n"),
     ("run is a file", "error: --run '{taken}' is a file, not a directory: pass the --out of a training run.\n"),
     ("run without config.json", "error: --run '{run}' is not a training run's --out: it has no config.json. Pass the "
                                 "run the checkpoint was exported from, or leave --run out.\n"),

@@ -198,6 +198,13 @@ def test_grid_holds_consecutive_seeds(explorer):
         explorer.grid(0, explore.MAX_GRID + 1, OFF)
 
 
+@pytest.mark.parametrize("count, columns", [(1, 1), (4, 2), (5, 3), (8, 3), (9, 3), (10, 4), (64, 8)])
+def test_a_sheet_is_as_square_as_its_count_allows(count, columns):
+    """The app's grid, sagan.sample --grid and training's sample grids share this layout."""
+    faces = np.zeros((count, 4, 4, 3), dtype=np.uint8)
+    assert explore.tile(faces, gap=0).shape[1] == columns * 4
+
+
 def test_upscale_is_nearest_neighbour():
     image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     big = explore.upscale(image, 4)

@@ -27,3 +27,10 @@ def test_load_script_refuses_a_missing_checkpoint_and_a_remote_url(tmp_path):
     assert done.returncode == 2 and "no checkpoint at" in done.stderr
     done = run_script("--url", "http://example.com/")
     assert done.returncode == 2 and "loopback" in done.stderr
+
+
+def test_load_script_checks_its_numbers_with_a_url_too():
+    # With --url the range checks used to be skipped, and --users 0 crashed in ThreadPoolExecutor(0).
+    done = run_script("--url", "http://127.0.0.1:7860/", "--users", "0", "--timeout", "-5")
+    assert done.returncode == 2 and "--users and --requests must be at least 1" in done.stderr
+    assert "Traceback" not in done.stderr

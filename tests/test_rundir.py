@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 
 from sagan.rundir import RunDirectory, RunLock
 from sagan.training import TrainingError
@@ -76,3 +77,10 @@ def test_one_run_directory_takes_one_training_at_a_time(tmp_path, faces_dir):
         assert not (tmp_path / "run" / "checkpoints").exists()
     assert train_tiny(faces_dir, tmp_path / "run").step == 3  # released
 
+
+
+@pytest.mark.parametrize("count, columns", [(4, 2), (5, 3), (8, 3), (64, 8)])
+def test_sample_grids_are_laid_out_like_the_apps_grid(tmp_path, count, columns):
+    run = RunDirectory(tiny_train_config("data", tmp_path / "run"), tensorboard=False)
+    path = run.save_grid(7, torch.zeros(count, 3, 8, 8))
+    assert Image.open(path).width == columns * (8 + 2) + 2  # torchvision's padding of 2 around each face

@@ -1,7 +1,6 @@
 """The sampling CLI (sagan/sample.py): seed syntax, the app's faces as PNGs, truncation, and one-line errors."""
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from sagan.sample import main, parse_seeds
 from sagan.sampling import generate, latent, latents
 from tests.factories import make_read_only
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 def test_seed_syntax_ranges_and_lists():
@@ -80,7 +79,8 @@ def test_outputs_inside_a_file_are_refused_before_sampling(tiny_checkpoint, tmp_
     inside_a_file = tmp_path / "taken" / "sheets" / "grid.png"
     assert main(["--checkpoint", str(tiny_checkpoint), "--seeds", "0-3", "--grid", str(inside_a_file)]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: --grid '{inside_a_file}': '{tmp_path / 'taken'}' is a file, not a folder.\n"
+    assert err == (f"error: cannot write --grid '{inside_a_file}': '{tmp_path / 'taken'}' is a file, not a folder. "
+                   "Choose another --grid.\n")
 
 
 def test_a_grid_in_a_read_only_folder_is_refused_before_any_face_is_written(tiny_checkpoint, tmp_path, monkeypatch,
@@ -92,7 +92,8 @@ def test_a_grid_in_a_read_only_folder_is_refused_before_any_face_is_written(tiny
     assert main(["--checkpoint", str(tiny_checkpoint), "--seeds", "0-3", "--outdir", str(out),
                  "--grid", str(read_only / "grid.png")]) == 2
     grid = read_only / "grid.png"
-    assert capsys.readouterr().err == f"error: --grid '{grid}': '{read_only}' is a read-only folder.\n"
+    assert capsys.readouterr().err == (f"error: cannot write --grid '{grid}': '{read_only}' is a read-only folder. "
+                                       "Choose another --grid.\n")
     assert not out.exists()
 
 

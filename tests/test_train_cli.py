@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -17,7 +16,7 @@ from sagan.checkpoint import load_generator, load_training_state
 from sagan.training import TrainingError
 from tests.factories import train_tiny
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 def _cli(*args):
@@ -63,7 +62,7 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     (tmp_path / "empty").mkdir()
     result = _cli("--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "no images" in result.stderr
+    assert "no images" in result.stderr and not (tmp_path / "run").exists()
     missing = _cli("--out", str(tmp_path / "nothing"), "--export", str(tmp_path / "g.safetensors"))
     assert missing.returncode == 2 and "no checkpoint" in missing.stderr
 
@@ -77,7 +76,7 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     (["--export", "{tmp}/g.safetensors", "--export-best"], "--export-best exports the state with the lowest "
      "validation FID: add --eval-every N and --holdout N"),
     (["--out", "{tmp}/faces/0000.jpg/run"], "cannot write --out '{tmp}/faces/0000.jpg/run': "
-     "'{tmp}/faces/0000.jpg' is not a writable directory"),
+     "'{tmp}/faces/0000.jpg' is a file, not a folder. Choose another --out"),
     (["--cache-dir", "{tmp}/faces/0001.jpg/cache"], "cannot write --cache-dir"),
     (["--num-grid", "0"], "--num-grid must be from 1 to 1024 faces"),
     (["--out", "{tmp}/faces/run"], "--out '{tmp}/faces/run' is inside --data '{tmp}/faces': its sample grids would "
@@ -89,6 +88,7 @@ def test_cli_errors_are_one_clear_line(tmp_path):
      "4,8,16,32."),
     (["--image-size", "32", "--d-attn", "16,32"], "error: --d-attn 32: the discriminator has no 32x32 feature map"),
     (["--z-dim", "0"], "error: --z-dim must be at least 1, not 0."),
+    (["--diffaugment", "rotate"], "error: --diffaugment: unknown DiffAugment policy 'rotate'"),
 ])
 def test_cli_misuse_is_one_line_before_anything_is_written(args, message, tmp_path, faces_dir, capsys):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -102,6 +102,7 @@ def test_a_holdout_larger_than_the_data_says_what_to_fix_in_a_new_run_and_in_a_r
                                                                                            capsys):
     assert train_cli.main(["--data", str(faces_dir), "--out", str(tmp_path / "new"), "--holdout", "40"]) == 2
     assert capsys.readouterr().err == "error: --holdout 40 must be between 0 and the number of image files (12) - 1.\n"
+    assert not (tmp_path / "new").exists()
     train_tiny(faces_dir, tmp_path / "run", holdout=4)
     for path in sorted(faces_dir.iterdir())[3:]:  # the data set has lost files since the run started
         path.unlink()
