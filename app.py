@@ -26,14 +26,18 @@ import uuid
 import weakref
 from pathlib import Path
 
-import gradio as gr
-import numpy as np
-from PIL import Image
-from starlette.middleware import Middleware
-from starlette.responses import PlainTextResponse
+# Gradio parses $GRADIO_SERVER_PORT as it is imported, and a value that is no number ends there in a
+# traceback, before --port could override it: the value is taken out of its sight, for --port's parser.
+SERVER_PORT = os.environ.pop("GRADIO_SERVER_PORT", None)
 
-from sagan import explore
-from sagan.checkpoint import CheckpointError, load_generator
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
+from starlette.responses import PlainTextResponse  # noqa: E402
+
+from sagan import explore  # noqa: E402
+from sagan.checkpoint import CheckpointError, load_generator  # noqa: E402
 
 # Next to this file, so `python path/to/app.py` works from any directory.
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "checkpoints" / "anime64.safetensors")
@@ -61,12 +65,16 @@ CSS = """
 # came out with small A's). Its complete Bold file is declared instead; weight 600 then resolves to it.
 THEME = gr.themes.Default(font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif",
                                 "system-ui", "sans-serif"])
-UI_MAX_SEED = 9_999  # the sliders' range, fine enough to drag; the API takes any seed up to explore.MAX_SEED
 WALK_COLUMNS = 8  # frames per row of the walk's strip
 
 LEAD = """
 Anime faces drawn by a **Self-Attention GAN**. Pick a seed, then **click any pixel of the face** to
 see where each of the generator's attention layers looks from there.
+"""
+# For a generator trained without attention layers (train.py --preset dcgan): nothing to click for.
+LEAD_WITHOUT_ATTENTION = """
+Anime faces drawn by a GAN. **This generator has no self-attention layers** (it was trained with
+`--preset dcgan`), so there are no attention maps to show: load a SAGAN generator for those.
 """
 
 ABOUT = """
@@ -183,6 +191,7 @@ class ServedFiles:
 
 def build_demo(explorer: explore.Explorer) -> gr.Blocks:
     size = explorer.image_size
+    has_maps = bool(explorer.g.attn)  # a generator trained without attention (--preset dcgan) has none to show
     files = ServedFiles()
 
     @user_errors
@@ -223,7 +232,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
             return gr.skip(), gr.skip()
 
     with gr.Blocks(title="SAGAN anime faces", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("# SAGAN anime faces\n" + LEAD)
+        gr.Markdown("# SAGAN anime faces\n" + (LEAD if has_maps else LEAD_WITHOUT_ATTENTION))
         # On a phone the full text pushed the face below the first screen.
         with gr.Accordion("What is SAGAN? What do the seed and the truncation do?", open=False):
             gr.Markdown(ABOUT)
@@ -231,26 +240,29 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
             # Controls, face and maps side by side, so a click and the maps it changes are in view together.
             with gr.Row():
                 with gr.Column(scale=1, min_width=260):
-                    seed = gr.Slider(0, UI_MAX_SEED, value=0, step=1, label="seed", elem_id="seed")
+                    # Every seed, as the API takes: neighbouring seeds are unrelated faces, so dragging
+                    # picks one at random at any range, and a seed typed in the box is kept, not clamped.
+                    seed = gr.Slider(0, explore.MAX_SEED, value=0, step=1, label="seed", elem_id="seed")
                     random_seed = gr.Button("random seed", size="sm")
                     truncation = gr.Slider(explore.TRUNCATION_MIN, explore.TRUNCATION_OFF,
                                            value=explore.TRUNCATION_OFF, step=0.05, label="truncation",
                                            info=f"lower = more typical faces; {explore.TRUNCATION_OFF:g} = off",
                                            elem_id="truncation")
                 with gr.Column(scale=1, min_width=260):
-                    face = gr.Image(label="face: click a pixel", format="png", interactive=False, elem_id="face",
-                                    elem_classes="pixelated", buttons=["download"],
-                                    alt_text="the face of the chosen seed: click a pixel to see its attention maps")
+                    face = gr.Image(label="face: click a pixel" if has_maps else "face", format="png",
+                                    interactive=False, elem_id="face", elem_classes="pixelated", buttons=["download"],
+                                    alt_text="the face of the chosen seed" + (": click a pixel to see its attention "
+                                                                               "maps" if has_maps else ""))
                 with gr.Column(scale=2, min_width=260):
                     attn_maps = gr.Gallery(label="where that pixel attends, per layer", format="png",
                                            columns=max(len(explorer.g.attn), 1), object_fit="contain",
                                            height="auto", elem_id="attention", elem_classes="pixelated",
-                                           interactive=False)
+                                           interactive=False, visible=has_maps)
                     # Below the maps they choose (on a phone too, where the columns stack).
-                    with gr.Row():  # no precision: a typed 3.7 is refused by name, not silently drawn as 4
+                    with gr.Row(visible=has_maps):  # no precision: a typed 3.7 is refused by name, not drawn as 4
                         query_x = gr.Number(size // 2, label=f"query x (0-{size - 1})", elem_id="query-x")
                         query_y = gr.Number(size // 2, label=f"query y (0-{size - 1})", elem_id="query-y")
-            gr.Markdown(HOW_TO_READ)
+            gr.Markdown(HOW_TO_READ, visible=has_maps)
         with gr.Tab("Grid"):
             with gr.Row():
                 grid_count = gr.Slider(1, explore.MAX_GRID, value=16, step=1, label="faces", elem_id="grid-count",
@@ -266,8 +278,8 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                         "**make walk** lays its frames out below, row by row, and as a looping GIF.")
             with gr.Row():
                 with gr.Column(scale=1):
-                    seed_a = gr.Slider(0, UI_MAX_SEED, value=0, step=1, label="seed A")
-                    seed_b = gr.Slider(0, UI_MAX_SEED, value=1, step=1, label="seed B", elem_id="seed-b")
+                    seed_a = gr.Slider(0, explore.MAX_SEED, value=0, step=1, label="seed A")
+                    seed_b = gr.Slider(0, explore.MAX_SEED, value=1, step=1, label="seed B", elem_id="seed-b")
                     t = gr.Slider(0, 1, value=0.5, step=0.01, label="t (0 = A, 1 = B)")
                     method = gr.Radio(list(explore.METHODS), value="spherical", label="interpolation",
                                       info="spherical keeps in-between latents at a typical length")
@@ -289,7 +301,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
         leave_bad_values_to_the_callbacks(seed, truncation, query_x, query_y, grid_count, seed_a, seed_b, t, frames,
                                           method)
         live = dict(show_progress="hidden", trigger_mode="always_last")
-        random_seed.click(None, None, seed, js=f"() => Math.floor(Math.random() * {UI_MAX_SEED + 1})")
+        random_seed.click(None, None, seed, js=f"() => Math.floor(Math.random() * {explore.MAX_SEED + 1})")
         # An event's listeners run in the order they were added, each one on the server only once it
         # answered, so the ones that run in the browser alone come first, to act at once.
         # A grid or a walk shows the inputs it was made from: it is cleared when they change, in the
@@ -332,12 +344,13 @@ def port_number(text: str) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default=os.environ.get("SAGAN_CHECKPOINT", DEFAULT_CHECKPOINT),
+    # An empty variable counts as unset, as a blank line in a Space's or a container's settings means.
+    parser.add_argument("--checkpoint", default=os.environ.get("SAGAN_CHECKPOINT") or DEFAULT_CHECKPOINT,
                         help="exported generator (.safetensors); default $SAGAN_CHECKPOINT or the bundled "
                              "checkpoints/anime64.safetensors")
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
                         help="address to listen on; default $GRADIO_SERVER_NAME or 127.0.0.1")
-    parser.add_argument("--port", type=port_number, default=os.environ.get("GRADIO_SERVER_PORT", "7860"),
+    parser.add_argument("--port", type=port_number, default=SERVER_PORT or "7860",
                         help="port to listen on; default $GRADIO_SERVER_PORT or 7860")
     return parser.parse_args(argv)
 
@@ -355,14 +368,19 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     # share=False explicitly: it also overrides GRADIO_SHARE=True. No allowed_paths: the file route
     # serves only Gradio's cache, where the outputs are copied.
+    # quiet: Gradio's start-up text advises share=True in launch(), which users of this CLI never call.
+    demo = build_demo(explorer)
     try:
-        build_demo(explorer).launch(server_name=args.host, server_port=args.port, share=False, ssr_mode=False,
-                                    css=CSS, theme=THEME, app_kwargs={"middleware": [Middleware(RefuseUploads)]})
+        _, url, _ = demo.launch(server_name=args.host, server_port=args.port, share=False, ssr_mode=False, css=CSS,
+                                theme=THEME, app_kwargs={"middleware": [Middleware(RefuseUploads)]}, quiet=True,
+                                prevent_thread_lock=True)
     except OSError:  # Gradio's own text advises a launch() argument, which users of this CLI never call
         print(f"error: cannot listen on {args.host}:{args.port}: another program, perhaps another app.py, holds "
               "the port, or the address is not this machine's. Choose another with --port PORT or --host HOST.",
               file=sys.stderr)
         sys.exit(2)
+    print(f"Running on {url} (Ctrl-C to stop)", flush=True)
+    demo.block_thread()
 
 
 if __name__ == "__main__":

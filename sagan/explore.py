@@ -34,6 +34,9 @@ TRUNCATION_OFF = 3.0          # the slider's top: no truncation at all
 MAX_GRID = 64
 MAX_FRAMES = 32
 UPSCALE = 8                   # 64 px faces are shown at 512 px
+# Narrowest on-screen width of a map whose marks stay whole: a page shrinks a 512 px map to about 280 px on
+# a laptop, and a 1 px outline then lost whole sides to the browser's nearest-neighbour scaling.
+MAP_MIN_SHOWN = 192
 METHODS = ("spherical", "linear")
 
 # Anchors of a perceptually ordered dark-to-bright map (close to matplotlib's "inferno").
@@ -168,7 +171,8 @@ def attention_overlay(face: np.ndarray, attn_map: AttentionMap, x: int, y: int, 
     draw = ImageDraw.Draw(image)
     cell = display // resolution
     cy, cx = (cell * i for i in divmod(query, resolution))
-    draw.rectangle((cx, cy, cx + cell - 1, cy + cell - 1), outline=(255, 255, 255))
+    draw.rectangle((cx, cy, cx + cell - 1, cy + cell - 1), outline=(255, 255, 255),
+                   width=math.ceil(display / MAP_MIN_SHOWN))
     px, py = x * scale + scale // 2, y * scale + scale // 2
     draw.ellipse((px - 7, py - 7, px + 7, py + 7), outline=(0, 0, 0), width=2)
     draw.ellipse((px - 5, py - 5, px + 5, py + 5), outline=(255, 255, 255), width=2)

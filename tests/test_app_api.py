@@ -1,11 +1,13 @@
 """The app as users reach it: every named endpoint through gradio_client, and the command line."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 from gradio_client import Client
@@ -14,6 +16,8 @@ from PIL import Image
 
 import app
 from sagan import explore
+from sagan.networks import Generator
+from tests.factories import tiny_model
 
 from conftest import ROOT
 
@@ -125,17 +129,47 @@ def test_bad_inputs_get_a_message_not_a_traceback(client, api_name, kwargs, mess
 
 
 def test_address_defaults_and_environment(monkeypatch):
-    for name in ("SAGAN_CHECKPOINT", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"):
+    for name in ("SAGAN_CHECKPOINT", "GRADIO_SERVER_NAME"):
         monkeypatch.delenv(name, raising=False)
+    # $GRADIO_SERVER_PORT as app.py found it when imported (it takes it out of Gradio's sight).
+    monkeypatch.setattr(app, "SERVER_PORT", None)
     args = app.parse_args([])
     assert (args.checkpoint, args.host, args.port) == (app.DEFAULT_CHECKPOINT, "127.0.0.1", 7860)
     monkeypatch.setenv("SAGAN_CHECKPOINT", "other.safetensors")
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
-    monkeypatch.setenv("GRADIO_SERVER_PORT", "8080")
+    monkeypatch.setattr(app, "SERVER_PORT", "8080")
     args = app.parse_args([])
     assert (args.checkpoint, args.host, args.port) == ("other.safetensors", "0.0.0.0", 8080)
     args = app.parse_args(["--checkpoint", "x.safetensors", "--host", "::1", "--port", "9000"])
     assert (args.checkpoint, args.host, args.port) == ("x.safetensors", "::1", 9000)
+    # A blank variable (a blank line in a Space's or a container's settings) counts as unset.
+    monkeypatch.setenv("SAGAN_CHECKPOINT", "")
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "")
+    monkeypatch.setattr(app, "SERVER_PORT", "")
+    args = app.parse_args([])
+    assert (args.checkpoint, args.host, args.port) == (app.DEFAULT_CHECKPOINT, "127.0.0.1", 7860)
+
+
+def test_a_port_variable_that_is_no_number_is_one_line_and_a_port_flag_overrides_it(tmp_path):
+    """Gradio parses $GRADIO_SERVER_PORT as it is imported: 'abc' used to end in its traceback, whatever --port said."""
+    env = {**os.environ, "GRADIO_SERVER_PORT": "abc"}
+    missing = str(tmp_path / "nope.safetensors")
+    refused = subprocess.run([sys.executable, "app.py", "--checkpoint", missing], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "argument --port: 'abc' is not a port number: choose one from 1 to 65535" in refused.stderr
+    overridden = subprocess.run([sys.executable, "app.py", "--checkpoint", missing, "--port", "7899"], cwd=ROOT,
+                                env=env, capture_output=True, text=True, timeout=120)
+    assert overridden.returncode == 2 and overridden.stderr.startswith("error: cannot load the checkpoint")
+
+
+def test_a_generator_without_attention_layers_says_so_instead_of_showing_an_empty_maps_box():
+    demo = app.build_demo(explore.Explorer(Generator(tiny_model(g_attn=(), d_attn=()))))
+    blocks = list(demo.blocks.values())
+    assert any(isinstance(b, gr.Markdown) and "no self-attention layers" in b.value for b in blocks)
+    assert not next(b for b in blocks if isinstance(b, gr.Gallery)).visible
+    with_maps = app.build_demo(explore.Explorer(Generator(tiny_model())))
+    assert next(b for b in with_maps.blocks.values() if isinstance(b, gr.Gallery)).visible
 
 
 def test_a_missing_checkpoint_exits_with_one_line(tmp_path):

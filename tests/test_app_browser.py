@@ -355,6 +355,23 @@ def test_a_grid_is_cleared_in_the_browser_when_its_face_count_changes_and_a_coun
     page.get_by_role("tab", name="Face & attention").click()
 
 
+def test_a_typed_seed_is_kept_when_the_box_is_left(page):
+    """The sliders spanned 0-9,999: a larger seed typed in the box was drawn, then clamped to 9,999 and
+    drawn again as soon as the visitor clicked anything, the face included."""
+    page.get_by_role("tab", name="Face & attention").click()
+    face_sel = "#face img"
+    face = image_sources(page, face_sel)
+    seed = page.locator("#seed input[type=number]")
+    seed.fill("123456")
+    seed.press("Enter")
+    face = wait_for_change(page, face_sel, face, 1)
+    click_pixel(page, 3, 4)  # the box loses focus
+    page.wait_for_function("() => document.querySelector('#query-x input').value === '3'")
+    page.wait_for_timeout(1500)  # time for a clamped seed's face to arrive, had one been asked for
+    assert seed.input_value() == "123456"
+    assert image_sources(page, face_sel) == face
+
+
 def toast_text(page) -> str:
     return "\n".join(page.locator('[data-testid="toast-body"]').all_inner_texts())
 

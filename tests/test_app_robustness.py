@@ -273,14 +273,22 @@ def test_no_component_takes_a_file(app_url, demo):
                 assert component["id"] not in inputs, component["type"]
 
 
-def test_main_never_opens_a_share_link(monkeypatch, tiny_checkpoint):
+def test_main_never_opens_a_share_link_nor_advises_one(monkeypatch, tiny_checkpoint, capsys):
     launched = {}
+
+    def launch(self, **kwargs):
+        launched.update(kwargs)
+        return None, f"http://{kwargs['server_name']}:{kwargs['server_port']}/", None
     monkeypatch.setenv("GRADIO_SHARE", "True")   # an explicit share=False must win over this
-    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
-    app.main(["--checkpoint", str(tiny_checkpoint)])
+    monkeypatch.setattr(gr.Blocks, "launch", launch)
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)
+    app.main(["--checkpoint", str(tiny_checkpoint), "--port", "7999"])
     assert launched["share"] is False and launched["server_name"] == "127.0.0.1"
     assert not launched.get("allowed_paths")
     assert os.environ["GRADIO_SHARE"] == "True"
+    # Gradio's start-up text would advise share=True in launch(), which users of this CLI never call.
+    assert launched["quiet"] is True
+    assert capsys.readouterr().out == "Running on http://127.0.0.1:7999/ (Ctrl-C to stop)\n"
 
 
 def test_a_port_that_cannot_be_opened_is_one_line(monkeypatch, tiny_checkpoint, capsys):

@@ -129,8 +129,8 @@ def test_overlay_puts_the_most_attended_key_where_it_lies_on_the_face(explorer):
         key_row, key_col = divmod(int(m.weights[explore.query_index(x, y, SIZE, m.resolution)].argmax()),
                                   m.key_grid[1])
         cell = DISPLAY // m.key_grid[0]
-        # 3 px into the key's cell: off the query cell's outline (on multiples of 16 px) and the ring.
-        cy, cx = key_row * cell + 3, key_col * cell + 3
+        # 4 px into the key's cell: off the query cell's outline (inside multiples of 16 px) and the ring.
+        cy, cx = key_row * cell + 4, key_col * cell + 4
         np.testing.assert_allclose(overlay[cy, cx], hottest[cy, cx], atol=1)
 
 
@@ -143,6 +143,34 @@ def test_overlay_marks_the_clicked_point_and_depends_on_the_query(explorer):
     np.testing.assert_array_equal(a[ring], [255, 255, 255])
     far = (1, DISPLAY // 2)  # a pixel covered by neither query's marks
     assert not np.array_equal(a[far], b[far])
+
+
+@pytest.mark.parametrize("resolution, x, y", [(8, 3, 3), (16, 1, 1), (16, 5, 6)])
+def test_the_query_cells_outline_keeps_its_four_sides_on_a_map_shown_smaller(resolution, x, y):
+    """A 64 px face's 512 px map is shown about 280 px wide on a laptop; nearest-neighbour scaling dropped
+    sides of a 1 px outline."""
+    face = np.zeros((64, 64, 3), dtype=np.uint8)  # dark under the heat: white comes from the marks alone
+    n = resolution * resolution
+    m = explore.AttentionMap("attn", resolution, (resolution, resolution), 0.5, torch.rand(n, n))
+    overlay = explore.attention_overlay(face, m, x, y)
+    display = 64 * explore.UPSCALE
+    side = explore.MAP_MIN_SHOWN
+    white = (np.asarray(Image.fromarray(overlay).resize((side, side), Image.NEAREST)) == 255).all(axis=-1)
+    cell = display // resolution
+    top, left = (cell * i for i in divmod(explore.query_index(x, y, 64, resolution), resolution))
+    # Each side: some shown row (column) near it is white all along the cell, away from the clicked point's ring.
+    ring = range(x * explore.UPSCALE - 4, x * explore.UPSCALE + 13), range(y * explore.UPSCALE - 4,
+                                                                          y * explore.UPSCALE + 13)
+    along = [i for i in range(side) if left + 3 <= i * display / side <= left + cell - 4
+             and int(i * display / side) not in ring[0]]
+    down = [i for i in range(side) if top + 3 <= i * display / side <= top + cell - 4
+            and int(i * display / side) not in ring[1]]
+    near = lambda edge: [i for i in range(side) if abs(i * display / side - edge) < 4]  # noqa: E731
+    assert along and down
+    for edge in (top, top + cell - 1):
+        assert any(white[i, along].all() for i in near(edge)), f"the side at row {edge} is lost"
+    for edge in (left, left + cell - 1):
+        assert any(white[down, i].all() for i in near(edge)), f"the side at column {edge} is lost"
 
 
 def test_captions_name_each_layers_grid_and_gamma(explorer):
