@@ -380,7 +380,10 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
         sys.exit(2)
     print(f"Running on {url} (Ctrl-C to stop)", flush=True)
-    demo.block_thread()
+    try:
+        demo.block_thread()  # the first Ctrl-C (or SIGTERM) closes the server in there
+    except KeyboardInterrupt:  # a second one while it closes: it is closing already, no traceback
+        pass
 
 
 if __name__ == "__main__":
