@@ -153,8 +153,9 @@ def check_reference(reference: str | Path, holdout: int, cache_dir: str | Path, 
 def reference_statistics(reference: str | Path, image_size: int, extractor: Extractor, network_sha256: str,
                          holdout: int = 0, batch_size: int = 64, cache_dir: str | Path = ".cache",
                          progress: bool = True) -> dict:
-    """mu, sigma, features and image count of the reference set, from the cache when it is there."""
-    reference = Path(reference)
+    """mu, sigma, features and image count of the reference set, from the cache when it is there, and what
+    ``score`` records of it: the reference as given, the holdout and the feature network's sha256."""
+    given, reference = str(reference), Path(reference)  # recorded as given, not normalised
     check_reference(reference, holdout, cache_dir, image_size, network_sha256)
     if reference.suffix.lower() == ".npz":
         stats = load_reference(reference, image_size, network_sha256)
@@ -170,7 +171,7 @@ def reference_statistics(reference: str | Path, image_size: int, extractor: Extr
         stats = load_reference(cached, image_size, network_sha256)
         stats["cache"] = str(cached)
     stats["count"] = None if stats["features"] is None else int(stats["features"].shape[0])
-    stats.update(reference=str(reference), holdout=holdout, network_sha256=network_sha256)
+    stats.update(reference=given, holdout=holdout, network_sha256=network_sha256)
     return stats
 
 

@@ -75,10 +75,11 @@ def cli(checkpoint, reference, network, tmp_path, *extra) -> int:
 def test_cli_appends_fid_and_kid_of_seeds_against_the_holdout_split(tiny_checkpoint, faces, tiny_network, tmp_path,
                                                                     monkeypatch, capsys):
     run = training_run(tmp_path / "run", tiny_checkpoint)
-    assert cli(tiny_checkpoint, faces, tiny_network, tmp_path, "--holdout", 6, "--run", run) == 0
+    assert cli(tiny_checkpoint, f"{faces}/", tiny_network, tmp_path, "--holdout", 6, "--run", run) == 0
     assert "FID" in capsys.readouterr().out
     (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert record["num_samples"] == 8 and record["num_reference"] == 6 and record["network"] == tiny_network[1]
+    assert (record["reference"], record["holdout"], record["step"]) == (f"{faces}/", 6, None)  # as given
 
     extract = inception.load(tiny_network[0], expected_sha256=tiny_network[1])
     g = load_generator(tiny_checkpoint)
