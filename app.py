@@ -379,6 +379,9 @@ def main(argv: list[str] | None = None) -> None:
               "the port, or the address is not this machine's. Choose another with --port PORT or --host HOST.",
               file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # stopped while starting (a container stopped at once): the server may be up
+        demo.close()
+        return
     print(f"Running on {url} (Ctrl-C to stop)", flush=True)
     try:
         demo.block_thread()  # the first Ctrl-C (or SIGTERM) closes the server in there

@@ -303,6 +303,21 @@ def test_a_port_that_cannot_be_opened_is_one_line(monkeypatch, tiny_checkpoint, 
     assert "launch()" not in err  # Gradio's advice is for code that calls launch(), not for this CLI
 
 
+def test_a_stop_while_starting_closes_the_app_quietly(monkeypatch, tiny_checkpoint, capsys):
+    """A SIGTERM (made KeyboardInterrupt) that lands inside launch() ended in a traceback."""
+    closed = []
+
+    def stopped_while_starting(self, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(gr.Blocks, "launch", stopped_while_starting)
+    monkeypatch.setattr(gr.Blocks, "close", lambda self: closed.append(self))
+    try:
+        app.main(["--checkpoint", str(tiny_checkpoint)])
+    except KeyboardInterrupt:  # uncaught, it would stop pytest itself
+        pytest.fail("the stop escaped main() as a KeyboardInterrupt, which Python prints as a traceback")
+    assert len(closed) == 1 and capsys.readouterr() == ("", "")
+
+
 @pytest.mark.parametrize("port", ["99999", "0", "http"])
 def test_a_port_out_of_range_is_refused_by_the_parser(port, capsys):
     with pytest.raises(SystemExit):
