@@ -22,6 +22,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import uuid
 import weakref
 from pathlib import Path
@@ -71,10 +72,10 @@ LEAD = """
 Anime faces drawn by a **Self-Attention GAN**. Pick a seed, then **click any pixel of the face** to
 see where each of the generator's attention layers looks from there.
 """
-# For a generator trained without attention layers (train.py --preset dcgan): nothing to click for.
+# For a generator trained without attention layers (train.py --preset dcgan, or --g-attn ''): nothing to click for.
 LEAD_WITHOUT_ATTENTION = """
-Anime faces drawn by a GAN. **This generator has no self-attention layers** (it was trained with
-`--preset dcgan`), so there are no attention maps to show: load a SAGAN generator for those.
+Anime faces drawn by a GAN. **This generator has no self-attention layers** (it was trained without
+them, e.g. with `--preset dcgan`), so there are no attention maps to show: load a SAGAN generator for those.
 """
 
 ABOUT = """
@@ -366,27 +367,33 @@ def main(argv: list[str] | None = None) -> None:
     # SIGTERM (how a Space or a container is stopped) closes the app as Ctrl-C does, so the served
     # files are removed on the way out instead of left in the temp directory.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    # share=False explicitly: it also overrides GRADIO_SHARE=True. No allowed_paths: the file route
-    # serves only Gradio's cache, where the outputs are copied.
-    # quiet: Gradio's start-up text advises share=True in launch(), which users of this CLI never call.
-    demo = build_demo(explorer)
+    demo = None
     try:
-        _, url, _ = demo.launch(server_name=args.host, server_port=args.port, share=False, ssr_mode=False, css=CSS,
-                                theme=THEME, app_kwargs={"middleware": [Middleware(RefuseUploads)]}, quiet=True,
-                                prevent_thread_lock=True)
-    except OSError:  # Gradio's own text advises a launch() argument, which users of this CLI never call
-        print(f"error: cannot listen on {args.host}:{args.port}: another program, perhaps another app.py, holds "
-              "the port, or the address is not this machine's. Choose another with --port PORT or --host HOST.",
-              file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:  # stopped while starting (a container stopped at once): the server may be up
-        demo.close()
-        return
-    print(f"Running on {url} (Ctrl-C to stop)", flush=True)
-    try:
-        demo.block_thread()  # the first Ctrl-C (or SIGTERM) closes the server in there
-    except KeyboardInterrupt:  # a second one while it closes: it is closing already, no traceback
+        demo = build_demo(explorer)
+        try:
+            # share=False explicitly: it also overrides GRADIO_SHARE=True. No allowed_paths: the file route
+            # serves only Gradio's cache, where the outputs are copied. quiet: Gradio's start-up text advises
+            # share=True in launch(), which users of this CLI never call.
+            _, url, _ = demo.launch(server_name=args.host, server_port=args.port, share=False, ssr_mode=False,
+                                    css=CSS, theme=THEME, app_kwargs={"middleware": [Middleware(RefuseUploads)]},
+                                    quiet=True, prevent_thread_lock=True)
+        except OSError:  # Gradio's own text advises a launch() argument, which users of this CLI never call
+            print(f"error: cannot listen on {args.host}:{args.port}: another program, perhaps another app.py, holds "
+                  "the port, or the address is not this machine's. Choose another with --port PORT or --host HOST.",
+                  file=sys.stderr)
+            sys.exit(2)
+        print(f"Running on {url} (Ctrl-C to stop)", flush=True)
+        # Until Ctrl-C or SIGTERM. (With GRADIO_DEBUG=1, launch() itself waited for one and stopped the server.)
+        while not demo.server.should_exit:
+            time.sleep(0.1)
+    except KeyboardInterrupt:  # at any point: while starting, too, when a container is stopped at once
         pass
+    if demo is not None:
+        # A second Ctrl-C or SIGTERM while the server closes (seconds) would only interrupt that, with a traceback.
+        previous = [signal.signal(stop, signal.SIG_IGN) for stop in (signal.SIGINT, signal.SIGTERM)]
+        demo.close()
+        for stop, handler in zip((signal.SIGINT, signal.SIGTERM), previous):
+            signal.signal(stop, handler)
 
 
 if __name__ == "__main__":

@@ -181,8 +181,9 @@ def score(g: torch.nn.Module, ref: dict, extractor: Extractor, num_samples: int,
     seeds 0..num_samples-1 against ``ref`` (from reference_statistics), and what they were measured against."""
     features = generated_features(g, num_samples, extractor, batch_size, progress)
     mu, sigma = metrics.statistics(features)
-    return {"time": now(), "reference": ref["reference"], "holdout": ref["holdout"], "num_samples": num_samples,
-            "num_reference": ref["count"], "network": ref["network_sha256"],
+    # .get: statistics from load_reference alone say nothing of where they came from.
+    return {"time": now(), "reference": ref.get("reference"), "holdout": ref.get("holdout"),
+            "num_samples": num_samples, "num_reference": ref.get("count"), "network": ref.get("network_sha256"),
             "fid": metrics.fid_from_statistics(mu, sigma, ref["mu"], ref["sigma"]),
             "kid": None if ref["features"] is None else metrics.kid(features, ref["features"])}
 

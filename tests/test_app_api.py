@@ -96,16 +96,17 @@ def test_served_files_are_fresh_paths_deleted_once_enough_newer_ones_exist():
     np.testing.assert_array_equal(np.asarray(Image.open(paths[2])), image)
 
 
-@pytest.mark.parametrize("signals", [1, 2])
-def test_stopping_the_app_removes_its_served_files(tiny_checkpoint, tmp_path, signals):
+@pytest.mark.parametrize("signals, debug", [(1, "0"), (2, "0"), (1, "1")])
+def test_stopping_the_app_removes_its_served_files(tiny_checkpoint, tmp_path, signals, debug):
     """A Space or a container is stopped with SIGTERM: the app closes as on Ctrl-C, and its folder of
     served images goes with it rather than staying behind in the temp directory. A second signal while
-    it closes (an impatient second Ctrl-C) ended in a traceback."""
+    it closes (an impatient second Ctrl-C) ended in a traceback; with GRADIO_DEBUG=1 (launch() then waits
+    for the signal itself) the app hung after it."""
     sys.path.insert(0, str(ROOT / "bench"))
     from load_app import free_port, start_app, stop_app, wait_until_up
     port = free_port()
     with open(tmp_path / "app.log", "wb") as log:
-        proc = start_app(str(tiny_checkpoint), port, log, env={"TMPDIR": str(tmp_path)})
+        proc = start_app(str(tiny_checkpoint), port, log, env={"TMPDIR": str(tmp_path), "GRADIO_DEBUG": debug})
     try:
         wait_until_up(proc, f"http://127.0.0.1:{port}/", time.monotonic() + 120)
         Client(f"http://127.0.0.1:{port}/", verbose=False).predict(seed=3, truncation=OFF, api_name="/generate")
@@ -117,8 +118,8 @@ def test_stopping_the_app_removes_its_served_files(tiny_checkpoint, tmp_path, si
     finally:
         stop_app(proc)
     log = (tmp_path / "app.log").read_text()
-    # A second signal that arrives once Python is shutting down meets its default action (-15), after the
-    # server closed.
+    # A second signal that comes once the server has closed and Python is exiting meets the default action
+    # (-15), after the served files went.
     assert proc.returncode in ((0,) if signals == 1 else (0, -signal.SIGTERM)) and "Traceback" not in log, log
     assert not served.exists()
 

@@ -11,6 +11,7 @@ import json
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import httpx
@@ -278,10 +279,10 @@ def test_main_never_opens_a_share_link_nor_advises_one(monkeypatch, tiny_checkpo
 
     def launch(self, **kwargs):
         launched.update(kwargs)
+        self.server = SimpleNamespace(should_exit=True)  # stopped at once
         return None, f"http://{kwargs['server_name']}:{kwargs['server_port']}/", None
     monkeypatch.setenv("GRADIO_SHARE", "True")   # an explicit share=False must win over this
     monkeypatch.setattr(gr.Blocks, "launch", launch)
-    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)
     app.main(["--checkpoint", str(tiny_checkpoint), "--port", "7999"])
     assert launched["share"] is False and launched["server_name"] == "127.0.0.1"
     assert not launched.get("allowed_paths")
