@@ -58,13 +58,15 @@ def test_time_limit_stops_at_a_log_step_with_a_checkpoint_and_export(tmp_path, f
     assert load_training_state(out / "checkpoints" / "latest.pt")["step"] == 5
 
 
-def test_cli_errors_are_one_clear_line(tmp_path):
+def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    result = _cli("--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run"))
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "no images" in result.stderr and not (tmp_path / "run").exists()
-    missing = _cli("--out", str(tmp_path / "nothing"), "--export", str(tmp_path / "g.safetensors"))
-    assert missing.returncode == 2 and "no checkpoint" in missing.stderr
+    assert train_cli.main(["--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "no images" in err
+    assert not (tmp_path / "run").exists()
+    assert train_cli.main(["--out", str(tmp_path / "nothing"), "--export", str(tmp_path / "g.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "no checkpoint" in err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -154,11 +156,12 @@ def test_interrupting_says_whether_there_is_a_checkpoint_to_resume(tmp_path, fac
         capsys.readouterr().err
 
 
-def test_cuda_graphs_on_the_cpu_is_one_clear_line(tmp_path, faces_dir):
-    result = _cli("--data", str(faces_dir), "--out", str(tmp_path / "run"), "--device", "cpu", "--cuda-graphs")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "--cuda-graphs (given, or kept by a resumed run) needs a CUDA GPU" in result.stderr
-    assert "--no-cuda-graphs" in result.stderr
+def test_cuda_graphs_on_the_cpu_is_one_clear_line(tmp_path, faces_dir, capsys):
+    assert train_cli.main(["--data", str(faces_dir), "--out", str(tmp_path / "run"), "--device", "cpu",
+                           "--cuda-graphs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "--cuda-graphs (given, or kept by a resumed run) needs a CUDA GPU" in err and "--no-cuda-graphs" in err
 
 
 def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path, faces_dir):
@@ -205,16 +208,20 @@ def test_sigterm_ends_a_run_like_ctrl_c_with_where_to_resume(tmp_path, faces_dir
     assert load_training_state(latest)["step"] >= 1
 
 
-def test_validation_needs_a_holdout_split_and_best_export_needs_validation(tmp_path, faces_dir):
+def test_validation_needs_a_holdout_split_and_best_export_needs_validation(tmp_path, faces_dir, capsys):
     for holdout in (0, 1):  # one face has no covariance
         with pytest.raises(TrainingError, match="at least 2 faces: add --holdout N"):
             train_tiny(faces_dir, tmp_path / "run", eval_every=2, holdout=holdout)
     train_tiny(faces_dir, tmp_path / "plain", steps=2)
-    result = _cli("--out", str(tmp_path / "plain"), "--export", str(tmp_path / "g.safetensors"), "--export-best")
-    assert result.returncode == 2 and "--eval-every" in result.stderr and "Traceback" not in result.stderr
-    bad_net = _cli("--data", str(faces_dir), "--out", str(tmp_path / "b"), "--holdout", "4", "--eval-every", "2",
-                   "--inception", str(tmp_path / "missing.pt"), "--device", "cpu")
-    assert bad_net.returncode == 2 and "no Inception network" in bad_net.stderr
+    capsys.readouterr()
+    assert train_cli.main(["--out", str(tmp_path / "plain"), "--export", str(tmp_path / "g.safetensors"),
+                           "--export-best"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "--eval-every" in err
+    assert train_cli.main(["--data", str(faces_dir), "--out", str(tmp_path / "b"), "--holdout", "4",
+                           "--eval-every", "2", "--inception", str(tmp_path / "missing.pt"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "no Inception network" in err
 
 
 def test_resuming_into_another_runs_directory_is_refused(tmp_path, faces_dir, capsys):
