@@ -1,11 +1,12 @@
 """FID and KID of an exported generator against a reference set of real images.
 
     python -m sagan.evaluate --checkpoint PATH.safetensors --reference DATA [--holdout N]
-        [--num-samples N] [--batch-size N] [--run DIR] [--device auto|cpu|cuda] [--cache-dir DIR]
-        [--inception PATH] [--inception-sha256 HEX]
+        [--num-samples N] [--truncation T] [--batch-size N] [--run DIR] [--device auto|cpu|cuda]
+        [--cache-dir DIR] [--inception PATH] [--inception-sha256 HEX]
 
-The generated faces are those of seeds 0..N-1 without truncation, from the exported EMA generator
-in eval mode: what the app shows (on the CPU bit for bit; a GPU may round a colour level apart).
+The generated faces are those of seeds 0..N-1 from the exported EMA generator in eval mode, without
+truncation unless ``--truncation`` gives the app's slider value: what the app shows (on the CPU bit
+for bit; a GPU may round a colour level apart).
 The reference is a folder or .zip of images, decoded at the generator's resolution like training
 data (``--holdout N``: only the last N files by name, the validation split), or an .npz written by
 this tool. Reference features are cached in ``--cache-dir`` as such an .npz, keyed by the files,
@@ -36,6 +37,7 @@ from .checkpoint import export_config, load_generator, read_export_metadata
 from .config import ModelConfig
 from .data import cache_key, list_images, load_images
 from .devices import DEVICES, resolve_device
+from .explore import TRUNCATION_MIN, TRUNCATION_OFF, truncation_threshold
 from .sampling import generate, latents
 
 Extractor = Callable[[torch.Tensor], torch.Tensor]
@@ -58,13 +60,14 @@ def extract_features(images: torch.Tensor, extractor: Extractor, batch_size: int
 
 
 def generated_features(g: torch.nn.Module, num_samples: int, extractor: Extractor, batch_size: int,
-                       progress: bool = True) -> torch.Tensor:
-    """Features of the faces of seeds 0..num_samples-1, generated and encoded batch by batch."""
+                       progress: bool = True, truncation: float | None = None) -> torch.Tensor:
+    """Features of the faces of seeds 0..num_samples-1 (``truncation``: a threshold for sampling.latent),
+    generated and encoded batch by batch."""
     out = []
     with tqdm(total=num_samples, desc="generated", unit="img", disable=not progress) as bar:
         for start in range(0, num_samples, batch_size):
             seeds = range(start, min(start + batch_size, num_samples))
-            faces = generate(g, latents(seeds, g.cfg.z_dim), batch_size)
+            faces = generate(g, latents(seeds, g.cfg.z_dim, truncation), batch_size)
             out.append(extractor(torch.from_numpy(faces).permute(0, 3, 1, 2)))
             bar.update(len(seeds))
     return torch.cat(out)
@@ -176,27 +179,30 @@ def reference_statistics(reference: str | Path, image_size: int, extractor: Extr
 
 
 def score(g: torch.nn.Module, ref: dict, extractor: Extractor, num_samples: int, batch_size: int = 64,
-          progress: bool = True) -> dict:
+          progress: bool = True, truncation: float | None = None) -> dict:
     """A metrics.jsonl entry: FID and KID (None when the reference has no features) of generator ``g``'s
-    seeds 0..num_samples-1 against ``ref`` (from reference_statistics), and what they were measured against."""
-    features = generated_features(g, num_samples, extractor, batch_size, progress)
+    seeds 0..num_samples-1 (``truncation``: a threshold for sampling.latent, None for none) against ``ref``
+    (from reference_statistics), and what they were measured against."""
+    features = generated_features(g, num_samples, extractor, batch_size, progress, truncation)
     mu, sigma = metrics.statistics(features)
     # .get: statistics from load_reference alone say nothing of where they came from.
     return {"time": now(), "reference": ref.get("reference"), "holdout": ref.get("holdout"),
-            "num_samples": num_samples, "num_reference": ref.get("count"), "network": ref.get("network_sha256"),
+            "num_samples": num_samples, "truncation": truncation, "num_reference": ref.get("count"),
+            "network": ref.get("network_sha256"),
             "fid": metrics.fid_from_statistics(mu, sigma, ref["mu"], ref["sigma"]),
             "kid": None if ref["features"] is None else metrics.kid(features, ref["features"])}
 
 
 def evaluate(checkpoint: str | Path, reference: str | Path, extractor: Extractor, network_sha256: str, holdout: int = 0,
              num_samples: int = DEFAULT_NUM_SAMPLES, batch_size: int = 64, cache_dir: str | Path = ".cache",
-             device: str | torch.device = "cpu") -> dict:
+             device: str | torch.device = "cpu", truncation: float | None = None) -> dict:
     """FID and KID of an exported generator (see ``score``); ``network_sha256`` names the extractor."""
     step = read_export_metadata(checkpoint).get("step")
     g = load_generator(checkpoint, device)
     ref = reference_statistics(reference, g.cfg.image_size, extractor, network_sha256, holdout, batch_size, cache_dir)
     return {"checkpoint": str(checkpoint), "step": None if step is None else int(step),
-            **score(g, ref, extractor, num_samples, batch_size), "reference_cache": ref.get("cache")}
+            **score(g, ref, extractor, num_samples, batch_size, truncation=truncation),
+            "reference_cache": ref.get("cache")}
 
 
 def now() -> str:
@@ -223,6 +229,8 @@ def parse_args(argv=None) -> argparse.Namespace:
       help="use only the last N files by name (the validation split train.py --holdout N kept out); 0: all")
     a("--num-samples", type=_at_least(2), default=DEFAULT_NUM_SAMPLES, metavar="N",
       help="generated faces, seeds 0..N-1 (a FID needs at least 2)")
+    a("--truncation", type=float, default=None, metavar="T",
+      help=f"the app's truncation, {TRUNCATION_MIN} to {TRUNCATION_OFF} ({TRUNCATION_OFF} = off; default off)")
     a("--inception", metavar="PATH", help="the TorchScript Inception file (default: the one in the "
       f"{inception.WHEEL} wheel)")
     a("--inception-sha256", default=inception.INCEPTION_SHA256, metavar="HEX",
@@ -276,6 +284,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     network_sha256 = args.inception_sha256.lower()
     try:
+        threshold = None if args.truncation is None else truncation_threshold(args.truncation)
         device = resolve_device(args.device)
         if args.run:
             check_run(args.run, args.checkpoint)
@@ -285,9 +294,10 @@ def main(argv=None) -> int:
             append_metrics(args.run)
         extractor = inception.load(args.inception, device, args.inception_sha256)
         result = evaluate(args.checkpoint, args.reference, extractor, network_sha256, args.holdout, args.num_samples,
-                          args.batch_size, args.cache_dir, device)
+                          args.batch_size, args.cache_dir, device, threshold)
         kid = "n/a (no reference features)" if result["kid"] is None else f"{result['kid']:.6f}"
-        print(f"FID {result['fid']:.4f}  KID {kid}  ({result['num_samples']} generated, "
+        truncated = "" if threshold is None else f" at truncation {threshold:g}"
+        print(f"FID {result['fid']:.4f}  KID {kid}  ({result['num_samples']} generated{truncated}, "
               f"{result['num_reference'] or 'unknown number of'} reference images)")
         if result["reference_cache"]:
             print(f"reference statistics: {result['reference_cache']} (pass it as --reference to reuse them)")

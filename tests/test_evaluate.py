@@ -99,6 +99,23 @@ def test_cli_appends_fid_and_kid_of_seeds_against_the_holdout_split(tiny_checkpo
         assert other["kid"] == pytest.approx(record["kid"], rel=1e-12)
 
 
+@pytest.mark.parametrize("value, threshold", [(0.5, 0.5), (3, None)])
+def test_truncation_scores_the_faces_the_app_draws_at_that_slider_value(value, threshold, tiny_checkpoint, faces,
+                                                                        tiny_network, tmp_path, capsys):
+    run = training_run(tmp_path / "run", tiny_checkpoint)
+    assert cli(tiny_checkpoint, faces, tiny_network, tmp_path, "--holdout", 6, "--run", run, "--truncation", value) == 0
+    out = capsys.readouterr().out
+    assert ("at truncation 0.5" in out) == (threshold is not None)
+    (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert record["truncation"] == threshold
+    extract = inception.load(tiny_network[0], expected_sha256=tiny_network[1])
+    g = load_generator(tiny_checkpoint)
+    real = extract(load_images(faces, 32, holdout=6, split="holdout"))
+    for truncation in (threshold, 0.5 if threshold is None else None):
+        fake = extract(torch.from_numpy(generate(g, latents(range(8), g.cfg.z_dim, truncation))).permute(0, 3, 1, 2))
+        assert (record["fid"] == pytest.approx(metrics.fid(fake, real), rel=1e-6)) == (truncation == threshold)
+
+
 def test_reference_statistics_are_cached_per_holdout_and_network(tiny_checkpoint, faces, tiny_network, tmp_path):
     from sagan.evaluate import reference_cache_path
     keys = {reference_cache_path(faces, holdout, 32, network, tmp_path)
@@ -184,6 +201,7 @@ UNUSABLE_INPUTS = [
                    "a --holdout in that range (0: all of them).\n"),
     ("holdout of every file", "error: --holdout 12 is not between 0 and 11, one less than the 12 image files in "
                               "'{faces}': pass a --holdout in that range (0: all of them).\n"),
+    ("truncation 0.1", "error: truncation must be between 0.2 and 3.0 (3.0 = off), got 0.1.\n"),
     ("cache-dir is a file", "error: cannot write --cache-dir '{taken}': '{taken}' is a file, not a folder. Choose "
                             "another --cache-dir.\n"),
     ("cache-dir inside a file", "error: cannot write --cache-dir '{taken}/sub': '{taken}' is a file, not a folder. "
@@ -211,6 +229,8 @@ def test_unusable_input_is_refused_before_inception_loads(case, message, tiny_ch
     if case == "one image":
         for extra_face in sorted(faces.iterdir())[1:]:
             extra_face.unlink()
+    elif case == "truncation 0.1":
+        extra = ["--truncation", 0.1]
     elif case.startswith("holdout"):
         extra = ["--holdout", {"holdout 1": 1, "holdout -1": -1, "holdout of every file": 12}[case]]
     elif case.startswith("run"):
