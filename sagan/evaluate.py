@@ -1,4 +1,4 @@
-"""FID and KID of an exported generator against a reference set of real images.
+"""FID, KID, precision and recall of an exported generator against a reference set of real images.
 
     python -m sagan.evaluate --checkpoint PATH.safetensors --reference DATA [--holdout N]
         [--num-samples N] [--truncation T] [--batch-size N] [--run DIR] [--device auto|cpu|cuda]
@@ -180,23 +180,29 @@ def reference_statistics(reference: str | Path, image_size: int, extractor: Extr
 
 def score(g: torch.nn.Module, ref: dict, extractor: Extractor, num_samples: int, batch_size: int = 64,
           progress: bool = True, truncation: float | None = None) -> dict:
-    """A metrics.jsonl entry: FID and KID (None when the reference has no features) of generator ``g``'s
-    seeds 0..num_samples-1 (``truncation``: a threshold for sampling.latent, None for none) against ``ref``
-    (from reference_statistics), and what they were measured against."""
+    """A metrics.jsonl entry: FID, and KID, precision and recall (None when the reference has no features;
+    precision and recall also when either set has no more than metrics.NEIGHBOURS) of generator ``g``'s seeds
+    0..num_samples-1 (``truncation``: a threshold for sampling.latent, None for none) against ``ref`` (from
+    reference_statistics), and what they were measured against."""
     features = generated_features(g, num_samples, extractor, batch_size, progress, truncation)
     mu, sigma = metrics.statistics(features)
+    real = ref["features"]
+    precision, recall = None, None
+    if real is not None and min(real.shape[0], num_samples) > metrics.NEIGHBOURS:
+        precision, recall = metrics.precision_recall(real, features)
     # .get: statistics from load_reference alone say nothing of where they came from.
     return {"time": now(), "reference": ref.get("reference"), "holdout": ref.get("holdout"),
             "num_samples": num_samples, "truncation": truncation, "num_reference": ref.get("count"),
             "network": ref.get("network_sha256"),
             "fid": metrics.fid_from_statistics(mu, sigma, ref["mu"], ref["sigma"]),
-            "kid": None if ref["features"] is None else metrics.kid(features, ref["features"])}
+            "kid": None if real is None else metrics.kid(features, real), "precision": precision, "recall": recall}
 
 
 def evaluate(checkpoint: str | Path, reference: str | Path, extractor: Extractor, network_sha256: str, holdout: int = 0,
              num_samples: int = DEFAULT_NUM_SAMPLES, batch_size: int = 64, cache_dir: str | Path = ".cache",
              device: str | torch.device = "cpu", truncation: float | None = None) -> dict:
-    """FID and KID of an exported generator (see ``score``); ``network_sha256`` names the extractor."""
+    """FID, KID, precision and recall of an exported generator (see ``score``); ``network_sha256`` names the
+    extractor."""
     step = read_export_metadata(checkpoint).get("step")
     g = load_generator(checkpoint, device)
     ref = reference_statistics(reference, g.cfg.image_size, extractor, network_sha256, holdout, batch_size, cache_dir)
@@ -295,9 +301,14 @@ def main(argv=None) -> int:
         extractor = inception.load(args.inception, device, args.inception_sha256)
         result = evaluate(args.checkpoint, args.reference, extractor, network_sha256, args.holdout, args.num_samples,
                           args.batch_size, args.cache_dir, device, threshold)
-        kid = "n/a (no reference features)" if result["kid"] is None else f"{result['kid']:.6f}"
+        if result["kid"] is None:
+            rest = "KID, precision, recall n/a (no reference features)"
+        elif result["precision"] is None:
+            rest = f"KID {result['kid']:.6f}  precision, recall n/a (more than {metrics.NEIGHBOURS} faces needed)"
+        else:
+            rest = f"KID {result['kid']:.6f}  precision {result['precision']:.3f}  recall {result['recall']:.3f}"
         truncated = "" if threshold is None else f" at truncation {threshold:g}"
-        print(f"FID {result['fid']:.4f}  KID {kid}  ({result['num_samples']} generated{truncated}, "
+        print(f"FID {result['fid']:.4f}  {rest}  ({result['num_samples']} generated{truncated}, "
               f"{result['num_reference'] or 'unknown number of'} reference images)")
         if result["reference_cache"]:
             print(f"reference statistics: {result['reference_cache']} (pass it as --reference to reuse them)")

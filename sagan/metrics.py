@@ -7,10 +7,17 @@
   symmetric PSD matrix with the same spectrum as S_a S_b: two ``eigh`` calls in torch, no scipy.
 - ``kid(a, b)``: the unbiased MMD^2 with the cubic polynomial kernel (x.y / D + 1)^3, averaged over
   random subsets, as in StyleGAN3's and clean-fid's KID (100 subsets of up to 1000 by default).
+- ``precision_recall(real, fake)``: improved precision and recall (Kynkäänniemi et al. 2019, as in
+  StyleGAN2/3's metrics, k = 3): the share of fakes inside the real set's manifold (the union of
+  balls around each real feature out to its k-th nearest real neighbour), and of reals inside the
+  fakes' manifold. Precision says how realistic the fakes are, recall how much of the real variety
+  they cover; both depend on the set sizes, so compare them at equal sizes.
 """
 from __future__ import annotations
 
 import torch
+
+NEIGHBOURS = 3  # k of precision and recall, as in Kynkäänniemi et al. and StyleGAN2/3
 
 
 def statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,3 +72,26 @@ def kid(features_a: torch.Tensor, features_b: torch.Tensor, num_subsets: int = 1
         across = (x @ y.T / dim + 1) ** 3
         total += float((within.sum() - within.diagonal().sum()) / (m - 1) - across.sum() * 2 / m)
     return total / num_subsets / m
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = NEIGHBOURS,
+                     chunk: int = 1000) -> tuple[float, float]:
+    """(precision, recall) of features ``fake`` (M, D) against ``real`` (N, D); ``chunk`` rows of distances at
+    a time bound the memory."""
+    real, fake = (torch.as_tensor(t).to(torch.float64) for t in (real, fake))
+    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(f"precision and recall need two feature sets (N, D) of equal D, got {tuple(real.shape)} "
+                         f"and {tuple(fake.shape)}.")
+    if min(real.shape[0], fake.shape[0]) <= k:
+        raise ValueError(f"precision and recall with k = {k} need more than {k} features in each set, got "
+                         f"{real.shape[0]} and {fake.shape[0]}.")
+    return _share_inside(real, fake, k, chunk), _share_inside(fake, real, k, chunk)
+
+
+def _share_inside(manifold: torch.Tensor, probes: torch.Tensor, k: int, chunk: int) -> float:
+    # The (k+1)-th smallest distance of a point to its own set: the smallest is to itself.
+    radii = torch.cat([torch.cdist(manifold[i:i + chunk], manifold).kthvalue(k + 1, dim=1).values
+                       for i in range(0, manifold.shape[0], chunk)])
+    inside = torch.cat([(torch.cdist(probes[i:i + chunk], manifold) <= radii).any(dim=1)
+                        for i in range(0, probes.shape[0], chunk)])
+    return float(inside.to(torch.float64).mean())

@@ -1,4 +1,4 @@
-"""FID/KID evaluation (sagan/evaluate.py) with a tiny injected feature network: the CLI, cached reference
+"""FID, KID, precision and recall (sagan/evaluate.py) with a tiny injected feature network: the CLI, cached reference
 statistics, and one-line errors."""
 import io
 import json
@@ -76,7 +76,8 @@ def test_cli_appends_fid_and_kid_of_seeds_against_the_holdout_split(tiny_checkpo
                                                                     monkeypatch, capsys):
     run = training_run(tmp_path / "run", tiny_checkpoint)
     assert cli(tiny_checkpoint, f"{faces}/", tiny_network, tmp_path, "--holdout", 6, "--run", run) == 0
-    assert "FID" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "FID" in out and "precision" in out and "recall" in out
     (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert record["num_samples"] == 8 and record["num_reference"] == 6 and record["network"] == tiny_network[1]
     assert (record["reference"], record["holdout"], record["step"]) == (f"{faces}/", 6, None)  # as given
@@ -87,6 +88,7 @@ def test_cli_appends_fid_and_kid_of_seeds_against_the_holdout_split(tiny_checkpo
     real = extract(load_images(faces, 32, holdout=6, split="holdout"))
     assert record["fid"] == pytest.approx(metrics.fid(fake, real), rel=1e-6) and record["fid"] > 0
     assert record["kid"] == pytest.approx(metrics.kid(fake, real), rel=1e-6)
+    assert (record["precision"], record["recall"]) == pytest.approx(metrics.precision_recall(real, fake))
 
     # Second run: the reference comes from the cache, the images are never decoded again.
     monkeypatch.setattr(evaluate_module, "load_images", lambda *a, **k: pytest.fail("reference decoded twice"))
@@ -153,8 +155,18 @@ def test_stats_without_features_give_fid_only(tiny_checkpoint, tmp_path, tiny_ne
     run = training_run(tmp_path / "run", tiny_checkpoint)
     assert cli(tiny_checkpoint, tmp_path / "stats.npz", tiny_network, tmp_path, "--run", run) == 0
     record = json.loads((run / "metrics.jsonl").read_text())
-    assert math.isfinite(record["fid"]) and record["kid"] is None
-    assert "KID n/a" in capsys.readouterr().out
+    assert math.isfinite(record["fid"]) and record["kid"] is record["precision"] is record["recall"] is None
+    assert "KID, precision, recall n/a (no reference features)" in capsys.readouterr().out
+
+
+def test_too_few_faces_for_precision_and_recall_still_give_fid_and_kid(tiny_checkpoint, faces, tiny_network, tmp_path,
+                                                                        capsys):
+    run = training_run(tmp_path / "run", tiny_checkpoint)
+    assert cli(tiny_checkpoint, faces, tiny_network, tmp_path, "--num-samples", 3, "--run", run) == 0
+    assert "precision, recall n/a (more than 3 faces needed)" in capsys.readouterr().out
+    record = json.loads((run / "metrics.jsonl").read_text())
+    assert math.isfinite(record["fid"]) and math.isfinite(record["kid"])
+    assert record["precision"] is record["recall"] is None
 
 
 @pytest.mark.parametrize("case, message", [

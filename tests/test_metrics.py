@@ -1,4 +1,5 @@
-"""FID and KID as pure functions of features (sagan/metrics.py), checked against closed forms and scipy."""
+"""FID, KID, precision and recall as pure functions of features (sagan/metrics.py), checked against closed forms
+and scipy."""
 import numpy as np
 import pytest
 import torch
@@ -88,3 +89,29 @@ def test_metrics_refuse_mismatched_features():
         metrics.kid(torch.randn(10, 4), torch.randn(10, 5))
     with pytest.raises(ValueError, match="N >= 2"):
         metrics.statistics(torch.randn(1, 4))
+
+
+def test_precision_and_recall_count_points_inside_the_other_sets_k_nearest_neighbour_balls():
+    real = torch.tensor([[0.0], [1.0], [2.0], [3.0]])  # with k=1 each real point's ball has radius 1
+    fake = torch.tensor([[0.5], [10.0]])  # each fake's ball reaches the other fake: radius 9.5
+    assert metrics.precision_recall(real, fake, k=1) == (0.5, 1.0)
+    assert metrics.precision_recall(fake, real, k=1) == (1.0, 0.5)  # the roles swap
+
+
+def test_precision_and_recall_tell_realism_from_coverage():
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randn(400, 8, generator=gen, dtype=torch.float64)
+    assert metrics.precision_recall(real, real) == (1.0, 1.0)
+    collapsed = 0.3 * torch.randn(400, 8, generator=gen, dtype=torch.float64)  # typical faces, little variety
+    precision, recall = metrics.precision_recall(real, collapsed)
+    assert precision > 0.95 and recall < 0.2
+    shifted = torch.randn(400, 8, generator=gen, dtype=torch.float64) + 5  # unlike any real one
+    assert metrics.precision_recall(real, shifted) == (0.0, 0.0)
+    assert metrics.precision_recall(real, collapsed, chunk=7) == (precision, recall)  # chunks change nothing
+
+
+def test_precision_and_recall_refuse_sets_too_small_for_k():
+    with pytest.raises(ValueError, match="more than 3 features in each set, got 5 and 3"):
+        metrics.precision_recall(torch.zeros(5, 2), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="equal D"):
+        metrics.precision_recall(torch.zeros(5, 2), torch.zeros(5, 3))

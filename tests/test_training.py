@@ -163,6 +163,9 @@ def test_validation_fid_is_logged_and_the_best_state_kept(tmp_path, faces_dir, o
     assert load_training_state(out / "checkpoints" / "latest.pt")["best_fid"] == min(fids)
     logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["metrics/fid"] for r in logged if "metrics/fid" in r] == fids
+    for name in ("kid", "precision", "recall"):  # holdout 4 and 8 samples: enough for k = 3 neighbours
+        assert [r[f"metrics/{name}"] for r in logged if f"metrics/{name}" in r] == [e[name] for e in entries]
+        assert all(e[name] is not None for e in entries)
     step = export_run(out, str(tmp_path / "best.safetensors"), which="best")
     assert step == best_step
     g = load_generator(tmp_path / "best.safetensors")
