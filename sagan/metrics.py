@@ -11,7 +11,8 @@
   StyleGAN2/3's metrics, k = 3): the share of fakes inside the real set's manifold (the union of
   balls around each real feature out to its k-th nearest real neighbour), and of reals inside the
   fakes' manifold. Precision says how realistic the fakes are, recall how much of the real variety
-  they cover; both depend on the set sizes, so compare them at equal sizes.
+  they cover; both depend on the set sizes, so compare them at equal sizes. (The paper embeds images
+  with VGG-16; here the features are whatever the caller passes, Inception's in sagan.evaluate.)
 """
 from __future__ import annotations
 
