@@ -86,7 +86,8 @@ eye, a strand of hair at the rest of the hair. Each attention layer's output is 
 scaled by a learned **gamma**; gamma starts at 0 and grows only as far as attention helps.
 
 A **seed** picks the latent vector; the **truncation** trick redraws latent entries larger than the
-threshold, trading variety for cleaner faces (the slider's top = no truncation).
+threshold, which moves faces toward the generator's average face (for the bundled generator: paler
+and more alike, and less realistic by FID and precision). The slider's top = no truncation.
 """
 
 # On a phone the maps lie below the face, out of sight: a tap there brings the first map into view,
@@ -247,7 +248,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                     random_seed = gr.Button("random seed", size="sm")
                     truncation = gr.Slider(explore.TRUNCATION_MIN, explore.TRUNCATION_OFF,
                                            value=explore.TRUNCATION_OFF, step=0.05, label="truncation",
-                                           info=f"lower = more typical faces; {explore.TRUNCATION_OFF:g} = off",
+                                           info=f"lower = nearer the average face; {explore.TRUNCATION_OFF:g} = off",
                                            elem_id="truncation")
                 with gr.Column(scale=1, min_width=260):
                     face = gr.Image(label="face: click a pixel" if has_maps else "face", format="png",
