@@ -162,7 +162,7 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
                 result = validate(models.G_ema, models.step)
                 run.record_metrics(result)
                 run.log(models.step, {f"metrics/{k}": result[k] for k in ("fid", "kid", "precision", "recall")
-                                      if result[k] is not None})  # (precision: None from under 4 held-out faces)
+                                      if result[k] is not None})  # (precision and recall: None from 3 faces or fewer)
                 bar.write(f"step {models.step}: validation FID {result['fid']:.2f}")
                 if result["fid"] < models.best_fid:
                     models.best_fid = result["fid"]
