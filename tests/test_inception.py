@@ -27,8 +27,15 @@ def test_hash_check_rejects_a_wrong_file(tmp_path):
         inception.load(fake, fixed=True)  # a resumed run cannot switch networks, so that is not offered
 
 
-def test_the_installed_network_gives_2048_features():
+def test_the_installed_network_gives_2048_features_as_it_does_for_a_whole_batch():
     # Installed by the README's test setup and .ci/run; without it this fails with the install command.
-    features = inception.load()(torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8))
-    assert features.shape == (2, 2048) and features.dtype == torch.float32
+    extractor = inception.load()
+    images = torch.randint(0, 256, (inception.CPU_CHUNK + 1, 3, 64, 64), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    features = extractor(images)
+    assert features.shape == (len(images), 2048) and features.dtype == torch.float32
     assert torch.isfinite(features).all() and not torch.equal(features[0], features[1])
+    # On the CPU it runs in chunks, channels-last: the features of the plain forward of the whole batch, in order.
+    with torch.inference_mode():
+        whole_batch = extractor.net(inception.resize_for_inception(images))
+    assert torch.allclose(features, whole_batch, atol=1e-4, rtol=1e-4)
