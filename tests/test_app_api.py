@@ -96,28 +96,49 @@ def test_served_files_are_fresh_paths_deleted_once_enough_newer_ones_exist():
     np.testing.assert_array_equal(np.asarray(Image.open(paths[2])), image)
 
 
-@pytest.mark.parametrize("signals, debug", [(1, "0"), (2, "0"), (1, "1")])
-def test_stopping_the_app_removes_its_served_files(tiny_checkpoint, tmp_path, signals, debug):
+STOPS = [(1, "0"), (2, "0"), (1, "1")]  # (SIGTERMs sent, GRADIO_DEBUG)
+
+
+@pytest.fixture(scope="module")
+def apps_to_stop(tiny_checkpoint, tmp_path_factory):
+    """An app for each of STOPS, each with its own temp directory, all started at once: most of a start
+    is importing Gradio and torch. {stop: (process, port, temp directory)}"""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from load_app import free_port, start_app, stop_app
+    ports = set()
+    while len(ports) < len(STOPS):
+        ports.add(free_port())
+    apps = {}
+    for (signals, debug), port in zip(STOPS, ports):
+        tmp = tmp_path_factory.mktemp("stop")
+        with open(tmp / "app.log", "wb") as log:
+            apps[signals, debug] = start_app(str(tiny_checkpoint), port, log,
+                                             env={"TMPDIR": str(tmp), "GRADIO_DEBUG": debug}), port, tmp
+    yield apps
+    for proc, _, _ in apps.values():
+        if proc.poll() is None:  # a test that failed before stopping its app
+            stop_app(proc)
+
+
+@pytest.mark.parametrize("signals, debug", STOPS)
+def test_stopping_the_app_removes_its_served_files(apps_to_stop, signals, debug):
     """A Space or a container is stopped with SIGTERM: the app closes as on Ctrl-C, and its folder of
     served images goes with it rather than staying behind in the temp directory. A second signal while
     it closes (an impatient second Ctrl-C) ended in a traceback; with GRADIO_DEBUG=1 (launch() then waits
     for the signal itself) the app hung after it."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from load_app import free_port, start_app, stop_app, wait_until_up
-    port = free_port()
-    with open(tmp_path / "app.log", "wb") as log:
-        proc = start_app(str(tiny_checkpoint), port, log, env={"TMPDIR": str(tmp_path), "GRADIO_DEBUG": debug})
+    from load_app import stop_app, wait_until_up
+    proc, port, tmp = apps_to_stop[signals, debug]
     try:
         wait_until_up(proc, f"http://127.0.0.1:{port}/", time.monotonic() + 120)
         Client(f"http://127.0.0.1:{port}/", verbose=False).predict(seed=3, truncation=OFF, api_name="/generate")
-        (served,) = tmp_path.glob("sagan-app-*")
+        (served,) = tmp.glob("sagan-app-*")
         assert any(served.rglob("face.png"))
         if signals == 2:
             proc.terminate()
             time.sleep(0.1)  # while the server closes
     finally:
         stop_app(proc)
-    log = (tmp_path / "app.log").read_text()
+    log = (tmp / "app.log").read_text()
     # A second signal that comes once the server has closed and Python is exiting meets the default action
     # (-15), after the served files went.
     assert proc.returncode in ((0,) if signals == 1 else (0, -signal.SIGTERM)) and "Traceback" not in log, log
@@ -165,15 +186,16 @@ def test_a_port_variable_that_is_no_number_is_one_line_and_a_port_flag_overrides
     With --port given, the next mistake, a missing checkpoint, is the one line reported."""
     env = {**os.environ, "GRADIO_SERVER_PORT": "abc"}
     missing = str(tmp_path / "nope.safetensors")
-    refused = subprocess.run([sys.executable, "app.py", "--checkpoint", missing], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "argument --port: 'abc' is not a port number: choose one from 1 to 65535" in refused.stderr
-    overridden = subprocess.run([sys.executable, "app.py", "--checkpoint", missing, "--port", "7899"], cwd=ROOT,
-                                env=env, capture_output=True, text=True, timeout=120)
-    assert overridden.returncode == 2 and overridden.stderr.count("\n") == 1
-    assert overridden.stderr.startswith("error: cannot load the checkpoint")
-    assert missing in overridden.stderr and "--checkpoint" in overridden.stderr
+    # Both at once: most of each run is importing Gradio and torch.
+    refused, overridden = [subprocess.Popen([sys.executable, "app.py", "--checkpoint", missing, *port], cwd=ROOT,
+                                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           for port in ([], ["--port", "7899"])]
+    refused_err, overridden_err = (proc.communicate(timeout=120)[1] for proc in (refused, overridden))
+    assert refused.returncode == 2 and "Traceback" not in refused_err
+    assert "argument --port: 'abc' is not a port number: choose one from 1 to 65535" in refused_err
+    assert overridden.returncode == 2 and overridden_err.count("\n") == 1
+    assert overridden_err.startswith("error: cannot load the checkpoint")
+    assert missing in overridden_err and "--checkpoint" in overridden_err
 
 
 def test_a_generator_without_attention_layers_says_so_instead_of_showing_an_empty_maps_box():

@@ -23,38 +23,38 @@ def _cli(*args):
     return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-def test_cli_trains_resumes_and_exports(tmp_path, faces_dir):
+def test_cli_trains_resumes_and_exports(tmp_path, faces_dir, capsys):
     common = ["--image-size", "32", "--conv-dim", "8", "--z-dim", "8", "--batch-size", "4", "--precision", "fp32",
               "--device", "cpu", "--no-progress", "--out", str(tmp_path / "run"), "--log-every", "1"]
-    first = _cli("--data", os.path.relpath(faces_dir, ROOT), "--steps", "2", *common)
+    first = _cli("--data", os.path.relpath(faces_dir, ROOT), "--steps", "2", *common)  # as a user runs it
     assert first.returncode == 0, first.stderr
     assert f"trained to step 2; the run is in {tmp_path / 'run'}" in first.stdout
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["model"]["g_attn"] == [8, 16] and cfg["preset"] == "sagan"
     assert cfg["data"] == str(faces_dir)  # saved absolute: a resumed run finds it from any directory
-    again = _cli("--resume", str(tmp_path / "run"), "--steps", "3", "--no-progress")  # a run directory will do
-    assert again.returncode == 0, again.stderr
+    # The rest in this process: the same main(), without a second start of Python and torch.
+    # A run directory will do for --resume.
+    assert train_cli.main(["--resume", str(tmp_path / "run"), "--steps", "3", "--no-progress"]) == 0
     assert load_training_state(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 3
-    refused = _cli("--resume", "--preset", "dcgan", "--out", str(tmp_path / "run"))
-    assert refused.returncode == 2 and "cannot change --preset when resuming" in refused.stderr
-    export = _cli("--out", str(tmp_path / "run"), "--export", str(tmp_path / "g.safetensors"))
-    assert export.returncode == 0 and "step 3" in export.stdout
+    assert train_cli.main(["--resume", "--preset", "dcgan", "--out", str(tmp_path / "run")]) == 2
+    assert "cannot change --preset when resuming" in capsys.readouterr().err
+    assert train_cli.main(["--out", str(tmp_path / "run"), "--export", str(tmp_path / "g.safetensors")]) == 0
+    assert "step 3" in capsys.readouterr().out
     assert load_generator(tmp_path / "g.safetensors").cfg.image_size == 32
 
 
-def test_time_limit_stops_at_a_log_step_with_a_checkpoint_and_export(tmp_path, faces_dir):
+def test_time_limit_stops_at_a_log_step_with_a_checkpoint_and_export(tmp_path, faces_dir, capsys):
     out, exported = tmp_path / "run", tmp_path / "g.safetensors"
-    result = _cli("--data", str(faces_dir), "--out", str(out), "--image-size", "32", "--conv-dim", "8",
-                  "--z-dim", "8", "--batch-size", "4", "--precision", "fp32", "--device", "cpu", "--no-progress",
-                  "--steps", "1000", "--log-every", "3", "--ckpt-every", "100", "--max-minutes", "1e-9",
-                  "--export", str(exported))
-    assert result.returncode == 0, result.stderr
+    assert train_cli.main(["--data", str(faces_dir), "--out", str(out), "--image-size", "32", "--conv-dim", "8",
+                           "--z-dim", "8", "--batch-size", "4", "--precision", "fp32", "--device", "cpu",
+                           "--no-progress", "--steps", "1000", "--log-every", "3", "--ckpt-every", "100",
+                           "--max-minutes", "1e-9", "--export", str(exported)]) == 0
+    printed = capsys.readouterr().out
     assert load_training_state(out / "checkpoints" / "latest.pt")["step"] == 3
-    assert "step 3" in result.stdout and load_generator(exported).cfg.image_size == 32
-    assert f"stopped by --max-minutes at step 3 of 1000: continue with --resume {out}" in result.stdout
+    assert "step 3" in printed and load_generator(exported).cfg.image_size == 32
+    assert f"stopped by --max-minutes at step 3 of 1000: continue with --resume {out}" in printed
     assert (out / "samples" / "step-0000003.png").is_file()
-    resumed = _cli("--resume", "--out", str(out), "--steps", "5", "--max-minutes", "0", "--no-progress")
-    assert resumed.returncode == 0, resumed.stderr
+    assert train_cli.main(["--resume", "--out", str(out), "--steps", "5", "--max-minutes", "0", "--no-progress"]) == 0
     assert load_training_state(out / "checkpoints" / "latest.pt")["step"] == 5
 
 
@@ -184,8 +184,7 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path, face
     # Bounded however long it runs: --keep-ckpts, plus one where the kill fell between writing a
     # checkpoint and deleting the oldest.
     assert len(list((out / "checkpoints").glob("step-*.pt"))) <= 3
-    resumed = _cli("--resume", "--out", str(out), "--steps", str(killed_at + 2), "--no-progress")
-    assert resumed.returncode == 0, resumed.stderr
+    assert train_cli.main(["--resume", "--out", str(out), "--steps", str(killed_at + 2), "--no-progress"]) == 0
     assert load_training_state(latest)["step"] == killed_at + 2
     assert not list((out / "checkpoints").glob(".*tmp*"))
     assert len(list((out / "checkpoints").glob("step-*.pt"))) == 2  # the resumed run's retention caught up
