@@ -48,7 +48,8 @@ DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "checkpoints" / "anim
 # maps side by side were 150 px wide with clipped captions: there, one map per row, all rows shown
 # (the gallery would otherwise scroll inside a box of fixed height). The walk's strip of frames was
 # shrunk to the screen's width (39 px tall for 8 frames) under its own buttons: there, it keeps its
-# own size (2x the faces) and scrolls sideways, below them.
+# own size (2x the faces) and scrolls sideways, below them. The grid's buttons hid its top-right face
+# there: it starts below them.
 CSS = """
 .pixelated img { image-rendering: pixelated; }
 #attention .grid-wrap { min-height: 0 !important; height: auto !important; }
@@ -56,7 +57,7 @@ CSS = """
 @media (max-width: 640px) {
   #attention .grid-container { --grid-cols: 1 !important; }
   #attention .grid-wrap { max-height: none !important; }
-  #walk-strip .image-container { padding-top: 40px; }
+  #walk-strip .image-container, #grid .image-container { padding-top: 40px; }
   #walk-strip .image-frame { overflow-x: auto; justify-content: flex-start; }
   #walk-strip img { height: auto; width: auto; max-width: none; }
 }

@@ -294,15 +294,33 @@ def test_on_a_phone_the_walk_strip_keeps_its_size_and_scrolls_below_its_buttons(
             const img = document.querySelector('#walk-strip img'), frame = img.parentElement;
             const r = img.getBoundingClientRect(), f = frame.getBoundingClientRect();
             return {shown: [r.width, r.height], natural: [img.naturalWidth, img.naturalHeight],
-                    starts_at_frame: r.left === f.left, scrolls_to_end: frame.scrollWidth >= r.width,
-                    lowest_button: Math.max(...[...document.querySelectorAll('#walk-strip button')]
-                        .filter(b => b.querySelector('svg')).map(b => b.getBoundingClientRect().bottom)),
-                    top: r.top};
+                    starts_at_frame: r.left === f.left, scrolls_to_end: frame.scrollWidth >= r.width};
         }""")
         rows = -(-frames // app.WALK_COLUMNS)
         assert layout["natural"][1] >= rows * SIZE * 2  # each row of frames is a face at twice its size
         assert layout["shown"] == layout["natural"] and layout["starts_at_frame"] and layout["scrolls_to_end"], layout
-        assert layout["lowest_button"] <= layout["top"], layout
+        assert_buttons_above_the_image(page, "#walk-strip")
+    finally:
+        page.close()
+
+
+def assert_buttons_above_the_image(page, selector: str) -> None:
+    """Gradio's icon buttons (download, fullscreen) of the image in ``selector`` end above the image."""
+    layout = page.evaluate("""(selector) => ({
+        button_bottoms: [...document.querySelectorAll(selector + ' button')]
+            .filter(b => b.querySelector('svg')).map(b => b.getBoundingClientRect().bottom),
+        image_top: document.querySelector(selector + ' img').getBoundingClientRect().top})""", selector)
+    assert layout["button_bottoms"] and max(layout["button_bottoms"]) <= layout["image_top"], layout
+
+
+def test_on_a_phone_the_grids_buttons_leave_its_top_right_face_in_view(browser, app_url):
+    page = open_page(browser, app_url, width=390, height=844)
+    try:
+        wait_for_change(page, "#face img", [], 1)
+        page.get_by_role("tab", name="Grid").click()
+        page.get_by_role("button", name="show grid").click()
+        wait_for_change(page, "#grid img", [], 1)
+        assert_buttons_above_the_image(page, "#grid")
     finally:
         page.close()
 
