@@ -187,9 +187,9 @@ def test_a_port_variable_that_is_no_number_is_one_line_and_a_port_flag_overrides
     env = {**os.environ, "GRADIO_SERVER_PORT": "abc"}
     missing = str(tmp_path / "nope.safetensors")
     # Both at once: most of each run is importing Gradio and torch.
-    refused, overridden = [subprocess.Popen([sys.executable, "app.py", "--checkpoint", missing, *port], cwd=ROOT,
+    refused, overridden = [subprocess.Popen([sys.executable, "app.py", "--checkpoint", missing, *flags], cwd=ROOT,
                                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                           for port in ([], ["--port", "7899"])]
+                           for flags in ([], ["--port", "7899"])]
     refused_err, overridden_err = (proc.communicate(timeout=120)[1] for proc in (refused, overridden))
     assert refused.returncode == 2 and "Traceback" not in refused_err
     assert "argument --port: 'abc' is not a port number: choose one from 1 to 65535" in refused_err

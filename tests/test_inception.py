@@ -30,7 +30,7 @@ def test_hash_check_rejects_a_wrong_file(tmp_path):
 def test_the_installed_network_gives_2048_features_as_it_does_for_a_whole_batch(monkeypatch):
     # Installed by the README's test setup and .ci/run; without it this fails with the install command.
     extractor = inception.load()
-    monkeypatch.setattr(inception, "CPU_CHUNK", 2)  # chunks of 2, 2 and 1: fewer images to encode than of 8 and 1
+    monkeypatch.setattr(inception, "CPU_CHUNK", 2)  # chunks of 2, 2 and 1: a remainder, in fewer images than 8 + 1
     images = torch.randint(0, 256, (5, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     features = extractor(images)
     assert features.shape == (len(images), 2048) and features.dtype == torch.float32
