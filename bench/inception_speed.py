@@ -42,8 +42,8 @@ def main() -> None:
     # (B, H, W, 3) arrays seen as (B, 3, H, W). The last line is the generated faces' ratio, most of the work.
     layouts = {"data set images": pixels.permute(0, 3, 1, 2).contiguous(),
                "generated faces": pixels.permute(0, 3, 1, 2)}
+    sides = {"project": extractor, "whole batch": whole_batch}
     for layout, images in layouts.items():
-        sides = {"project": extractor, "whole batch": whole_batch}
         speeds = {name: [] for name in sides}
         features = {name: side(images[:2]) for name, side in sides.items()}  # warm-up
         for _ in range(args.rounds):
