@@ -87,8 +87,9 @@ eye, a strand of hair at the rest of the hair. Each attention layer's output is 
 scaled by a learned **gamma**; gamma starts at 0 and grows only as far as attention helps.
 
 A **seed** picks the latent vector; the **truncation** trick redraws latent entries larger than the
-threshold, which moves faces toward the generator's average face (for the bundled generator: paler
-and more alike, and less realistic by FID and precision). The slider's top = no truncation.
+threshold, which moves faces toward the generator's average face (for the bundled generator: more
+alike; below about 1.5 also washed out, and less realistic by FID and precision). The slider's
+top = no truncation.
 """
 
 # On a phone the maps lie below the face, out of sight: a tap there brings the first map into view,
