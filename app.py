@@ -49,9 +49,11 @@ DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "checkpoints" / "anim
 # (the gallery would otherwise scroll inside a box of fixed height). The walk's strip of frames was
 # shrunk to the screen's width (39 px tall for 8 frames) under its own buttons: there, it keeps its
 # own size (2x the faces) and scrolls sideways, below them. The grid's buttons hid its top-right face
-# there: it starts below them.
+# there: it starts below them. Everywhere, the face's download button took the clicks meant for the
+# pixels under it, and the face at t's buttons hid its corner: both faces start below their buttons.
 CSS = """
 .pixelated img { image-rendering: pixelated; }
+#face .image-container, #between .image-container { padding-top: 28px; }
 #attention .grid-wrap { min-height: 0 !important; height: auto !important; }
 #attention .gallery-container:has(.preview) .grid-wrap { min-height: 450px !important; }
 @media (max-width: 640px) {

@@ -325,6 +325,32 @@ def test_on_a_phone_the_grids_buttons_leave_its_top_right_face_in_view(browser, 
         page.close()
 
 
+@pytest.mark.parametrize("width, height", [(1280, 1100), (390, 844)])
+def test_every_corner_pixel_of_the_face_takes_a_click_and_no_face_is_under_its_buttons(browser, app_url, width, height):
+    """The face's download button lay over its top-right pixels and took their clicks (the face at t's
+    buttons hid its corner too)."""
+    page = open_page(browser, app_url, width=width, height=height)
+    try:
+        maps = wait_for_change(page, "#attention img", [], 2)
+        image = page.locator("#face img")
+        image.scroll_into_view_if_needed()
+        for x, y in ((SIZE - 1, 0), (0, 0)):
+            box = image.bounding_box()
+            at = [box["x"] + (x + 0.5) * box["width"] / SIZE, box["y"] + (y + 0.5) * box["height"] / SIZE]
+            on_top = page.evaluate("([x, y]) => document.elementFromPoint(x, y).outerHTML.slice(0, 80)", at)
+            assert on_top.startswith("<img"), (x, y, on_top)
+            page.mouse.click(*at)
+            maps = wait_for_change(page, "#attention img", maps, 2)
+            assert (page.locator("#query-x input").input_value(), page.locator("#query-y input").input_value()) \
+                == (str(x), str(y))
+        assert_buttons_above_the_image(page, "#face")
+        page.get_by_role("tab", name="Interpolation").click()
+        page.locator("#between img").wait_for()
+        assert_buttons_above_the_image(page, "#between")
+    finally:
+        page.close()
+
+
 def test_a_typed_truncation_renders_once_not_forever(page):
     """Two always_last listeners on the truncation slider made Gradio resend them without end once a
     typed value's box was left; the interpolation now follows the face instead."""
