@@ -61,12 +61,14 @@ def test_run_directory_contents(tmp_path, faces_dir):
     assert [r["step"] for r in logged if "loss/d" in r] == [1, 2, 3, 4]
 
 
-def test_resumed_run_matches_an_uninterrupted_one(tmp_path, faces_dir):
-    straight = train_tiny(faces_dir, tmp_path / "a", steps=4)
-    train_tiny(faces_dir, tmp_path / "b", steps=2)
+# bf16: what --precision auto trains in on CPUs that compute it natively (AVX-512 BF16, AMX).
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path, faces_dir, precision):
+    straight = train_tiny(faces_dir, tmp_path / "a", steps=4, precision=precision)
+    train_tiny(faces_dir, tmp_path / "b", steps=2, precision=precision)
     state = load_training_state(tmp_path / "b" / "checkpoints" / "latest.pt")
     assert state["step"] == 2
-    resumed = train(tiny_train_config(faces_dir, tmp_path / "b", steps=4), resume_state=state,
+    resumed = train(tiny_train_config(faces_dir, tmp_path / "b", steps=4, precision=precision), resume_state=state,
                     progress=False, tensorboard=False)
     for name in ("G", "D", "G_ema"):
         a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
