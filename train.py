@@ -67,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--precision", choices=PRECISIONS, help=f"default {d.precision}: bf16 where the hardware has it")
     a("--compile", action=argparse.BooleanOptionalAction, help="torch.compile G and D")
     a("--cuda-graphs", action=argparse.BooleanOptionalAction, help="replay each training step as one CUDA graph: "
-      "far fewer kernel launches from Python (one GPU)")
+      "far fewer kernel launches from Python (default: on for one-process CUDA runs, off elsewhere)")
     a("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm in G under torchrun (CUDA)")
     a("--log-every", type=int, help=f"default {d.log_every}")
     a("--sample-every", type=int, help=f"default {d.sample_every}")

@@ -120,7 +120,7 @@ class TrainConfig:
     device: str = "auto"                      # auto, cpu or cuda
     precision: str = "auto"                   # auto, bf16 or fp32 (auto: bf16 where the hardware has it)
     compile: bool = False                     # torch.compile G and D (falls back to eager if it fails)
-    cuda_graphs: bool = False                 # replay each training step as one CUDA graph (single-GPU runs)
+    cuda_graphs: bool | None = None           # replay each step as one CUDA graph; None: for one-process CUDA runs
     sync_bn: bool = False                     # SyncBatchNorm in G across torchrun processes (CUDA only)
     log_every: int = 50                       # steps between log lines and TensorBoard scalars
     sample_every: int = 500                   # steps between sample grids from the fixed latents

@@ -72,6 +72,14 @@ class GraphedIteration:
         return True
 
 
+def use_cuda_graphs(flag: bool | None, device: torch.device, processes: int) -> bool:
+    """Whether a run replays its steps as a CUDA graph: as ``flag`` (--cuda-graphs / --no-cuda-graphs)
+    says, and when it says nothing, wherever graphs work: one process on a CUDA GPU."""
+    if flag is None:
+        return device.type == "cuda" and processes == 1
+    return flag
+
+
 def set_capturable(models, capturable: bool) -> None:
     """Mark both optimizers capturable by a CUDA graph, or not. The flag travels in a saved training
     state, and step.restore clears it."""

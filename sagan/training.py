@@ -21,7 +21,7 @@ from .data import check_split, list_images, load_images
 from .devices import resolve_device, resolve_precision
 from .distributed import collective_timeout, init_distributed, out_of_time, sync_buffers, wrap_ddp
 from .evaluate import Extractor, reference_statistics, score
-from .graphs import GraphedIteration
+from .graphs import GraphedIteration, use_cuda_graphs
 from .rundir import RunDirectory, RunLock
 from .sampling import latents
 from .step import (Iteration, Models, build_models, cuda_speed_settings, make_autocast, maybe_compile, restore,
@@ -81,6 +81,7 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
     if cfg.cuda_graphs and ranks.world > 1:
         raise TrainingError("--cuda-graphs (given, or kept by a resumed run) works in a single process only: "
                             "add --no-cuda-graphs under torchrun.")
+    graphs = use_cuda_graphs(cfg.cuda_graphs, device, ranks.world)
     if cfg.eval_every > 0 and ranks.main and extractor is None:
         raise TrainingError("--eval-every needs a feature extractor: pass extractor= (train.py loads Inception).")
     if Path(cfg.data).is_dir() and Path(cfg.out).resolve().is_relative_to(Path(cfg.data).resolve()):
@@ -112,15 +113,16 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
     G, D = maybe_compile(models.G, cfg.compile), maybe_compile(models.D, cfg.compile)
     if ranks.world > 1:
         G, D = wrap_ddp(G, device, cfg.sync_bn), wrap_ddp(D, device, False)
-    autocast = make_autocast(device, precision, cache=not cfg.cuda_graphs)
+    autocast = make_autocast(device, precision, cache=not graphs)
     iterate = Iteration(models, G, D, images, cfg, parse_policy(cfg.diffaugment), autocast, ranks)
-    if cfg.cuda_graphs:
+    if graphs:
         iterate = GraphedIteration(iterate)
     run = RunDirectory(cfg, tensorboard=tensorboard) if ranks.main else None
     fixed_z = latents(range(cfg.num_grid), cfg.model.z_dim).to(device)
     validate = validation(cfg, extractor, progress) if cfg.eval_every > 0 and ranks.main else None
     if run:
-        run.log(models.step, {"event/start": 1.0, "images": float(images.shape[0]), "processes": float(ranks.world)})
+        run.log(models.step, {"event/start": 1.0, "images": float(images.shape[0]), "processes": float(ranks.world),
+                              "cuda_graphs": float(graphs)})
 
     from tqdm import tqdm
     bar = tqdm(total=cfg.steps, initial=models.step, disable=not (progress and ranks.main), unit="step",

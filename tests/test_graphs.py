@@ -1,6 +1,7 @@
-"""CUDA graph training (sagan/graphs.py): replays draw eager's random numbers and train like eager steps.
+"""CUDA graph training (sagan/graphs.py): when a run uses it, and that replays draw eager's random numbers
+and train like eager steps.
 
-These run only where a CUDA GPU is present (the lent GPU machine); CPU runs skip them.
+All but the first run only where a CUDA GPU is present (the lent GPU machine); CPU runs skip them.
 """
 import copy
 import json
@@ -11,14 +12,23 @@ import torch
 
 from sagan.augment import parse_policy
 from sagan.checkpoint import load_training_state
-from sagan.graphs import GraphedIteration
+from sagan.graphs import GraphedIteration, use_cuda_graphs
 from sagan.step import Iteration, build_models, make_autocast, restore, training_state
 from sagan.training import train
 from tests.factories import assert_trained_alike, tiny_train_config
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+def test_graphs_are_on_by_default_for_one_cuda_process_only_and_a_flag_decides_otherwise():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_cuda_graphs(None, cuda, 1)
+    assert not use_cuda_graphs(None, cuda, 2) and not use_cuda_graphs(None, cpu, 1)
+    assert not use_cuda_graphs(False, cuda, 1)
+    assert use_cuda_graphs(True, cpu, 1)  # asked for: train() refuses it there with a message (test_train_cli)
+
+
+@needs_cuda
 def test_a_registered_generator_replays_the_numbers_of_its_new_seed():
     gen = torch.Generator("cuda")
     graph = torch.cuda.CUDAGraph()
@@ -35,6 +45,7 @@ def test_a_registered_generator_replays_the_numbers_of_its_new_seed():
         assert torch.equal(drawn, expected)
 
 
+@needs_cuda
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_replayed_step_equals_an_eager_step_from_the_same_state(precision):
     device = torch.device("cuda")
@@ -66,11 +77,13 @@ def test_a_replayed_step_equals_an_eager_step_from_the_same_state(precision):
             torch.testing.assert_close(a[k], b[k], rtol=0, atol=2e-5, msg=f"{name}.{k}")
 
 
+@needs_cuda
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_graphed_training_matches_eager_training(tmp_path, faces_dir, precision):
     kw = dict(device="cuda", precision=precision, diffaugment="color,translation,cutout", steps=8, log_every=4,
               ckpt_every=4)
-    eager = train(tiny_train_config(faces_dir, tmp_path / "eager", **kw), progress=False, tensorboard=False)
+    eager = train(tiny_train_config(faces_dir, tmp_path / "eager", cuda_graphs=False, **kw), progress=False,
+                  tensorboard=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         graphed = train(tiny_train_config(faces_dir, tmp_path / "graphed", cuda_graphs=True, **kw),
@@ -86,6 +99,7 @@ def test_graphed_training_matches_eager_training(tmp_path, faces_dir, precision)
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=0, atol=2e-2)
 
 
+@needs_cuda
 def test_graphed_run_resumes_like_an_uninterrupted_one(tmp_path, faces_dir):
     kw = dict(device="cuda", precision="bf16", diffaugment="translation,cutout", cuda_graphs=True, ckpt_every=4)
     straight = train(tiny_train_config(faces_dir, tmp_path / "a", steps=10, **kw), progress=False, tensorboard=False)
@@ -97,9 +111,11 @@ def test_graphed_run_resumes_like_an_uninterrupted_one(tmp_path, faces_dir):
     assert_trained_alike(straight, resumed, atol=5e-3)
 
 
+@needs_cuda
 def test_a_failed_capture_warns_and_trains_on_eagerly(tmp_path, faces_dir, monkeypatch):
     kw = dict(device="cuda", precision="bf16", diffaugment="translation", steps=6, log_every=3, ckpt_every=3)
-    eager = train(tiny_train_config(faces_dir, tmp_path / "eager", **kw), progress=False, tensorboard=False)
+    eager = train(tiny_train_config(faces_dir, tmp_path / "eager", cuda_graphs=False, **kw), progress=False,
+                  tensorboard=False)
 
     def refuse(self, generator):
         raise RuntimeError("no generator registration here")

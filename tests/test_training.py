@@ -54,11 +54,13 @@ def test_max_images_trains_on_the_first_files_only(tmp_path, faces_dir, monkeypa
 def test_run_directory_contents(tmp_path, faces_dir):
     out = tmp_path / "run"
     train_tiny(faces_dir, out, steps=4, keep_ckpts=1)
-    assert json.loads((out / "config.json").read_text())["steps"] == 4
+    config = json.loads((out / "config.json").read_text())
+    assert config["steps"] == 4 and config["cuda_graphs"] is None  # None: decided by the machine, as logged
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-0000002.png", "step-0000004.png"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest.pt", "step-0000004.pt"]
     logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged if "loss/d" in r] == [1, 2, 3, 4]
+    assert logged[0]["event/start"] == 1.0 and logged[0]["cuda_graphs"] == 0.0  # on a CPU: eager steps
 
 
 # bf16: what --precision auto trains in on CPUs that compute it natively (AVX-512 BF16, AMX).
