@@ -50,11 +50,11 @@ DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "checkpoints" / "anim
 # shrunk to the screen's width (39 px tall for 8 frames) under its own buttons: there, it keeps its
 # own size (2x the faces) and scrolls sideways, below them. The grid's buttons hid its top-right face
 # there: it starts below them. Everywhere, the face's download button took the clicks meant for the
-# pixels under it, and the face at t's buttons hid its corner: both faces start below their buttons.
+# pixels under it, and the face at t's and the maps' buttons hid their corners: all start below them.
 CSS = """
 .pixelated img { image-rendering: pixelated; }
 #face .image-container, #between .image-container { padding-top: 28px; }
-#attention .grid-wrap { min-height: 0 !important; height: auto !important; }
+#attention .grid-wrap { min-height: 0 !important; height: auto !important; padding-top: 28px; }
 #attention .gallery-container:has(.preview) .grid-wrap { min-height: 450px !important; }
 @media (max-width: 640px) {
   #attention .grid-container { --grid-cols: 1 !important; }

@@ -326,9 +326,10 @@ def test_on_a_phone_the_grids_buttons_leave_its_top_right_face_in_view(browser, 
 
 
 @pytest.mark.parametrize("width, height", [(1280, 1100), (390, 844)])
-def test_every_corner_pixel_of_the_face_takes_a_click_and_no_face_is_under_its_buttons(browser, app_url, width, height):
+def test_every_corner_pixel_of_the_face_takes_a_click_and_no_image_is_under_its_buttons(browser, app_url, width,
+                                                                                        height):
     """The face's download button lay over its top-right pixels and took their clicks (the face at t's
-    buttons hid its corner too)."""
+    and the maps' buttons hid their corners too)."""
     page = open_page(browser, app_url, width=width, height=height)
     try:
         maps = wait_for_change(page, "#attention img", [], 2)
@@ -344,6 +345,7 @@ def test_every_corner_pixel_of_the_face_takes_a_click_and_no_face_is_under_its_b
             assert (page.locator("#query-x input").input_value(), page.locator("#query-y input").input_value()) \
                 == (str(x), str(y))
         assert_buttons_above_the_image(page, "#face")
+        assert_buttons_above_the_image(page, "#attention")
         page.get_by_role("tab", name="Interpolation").click()
         page.locator("#between img").wait_for()
         assert_buttons_above_the_image(page, "#between")
