@@ -94,6 +94,28 @@ alike; below about 1.5 also washed out, and less realistic by FID and precision)
 top = no truncation.
 """
 
+# A click on the face becomes its native pixel in the browser, where it happens: the query boxes then
+# change at once, in the order of the user's clicks and keystrokes. (Mapped on the server, a click's
+# answer could come back after a coordinate typed later and overwrite it.) A listener in the capture
+# phase records the pixel before Gradio's select event reads it; a click beside the picture (its
+# letterbox) records nothing, and the query stays.
+RECORD_FACE_CLICKS = f"""() => {{
+  document.addEventListener('click', (event) => {{
+    const img = event.target instanceof Element && event.target.closest('#face img');
+    window.saganFaceClick = null;
+    if (!img || !img.naturalWidth) return;
+    const box = img.getBoundingClientRect();
+    const scale = Math.max(img.naturalWidth / box.width, img.naturalHeight / box.height);  // object-fit: contain
+    const left = box.left + (box.width - img.naturalWidth / scale) / 2;
+    const top = box.top + (box.height - img.naturalHeight / scale) / 2;
+    const x = Math.floor((event.clientX - left) * scale / {explore.UPSCALE});
+    const y = Math.floor((event.clientY - top) * scale / {explore.UPSCALE});
+    const size = img.naturalWidth / {explore.UPSCALE};
+    if (x >= 0 && y >= 0 && x < size && y < size) window.saganFaceClick = [x, y];
+  }}, true);
+}}"""
+QUERY_OF_FACE_CLICK = "(x, y) => window.saganFaceClick || [x, y]"
+
 # On a phone the maps lie below the face, out of sight: a tap there brings the first map into view,
 # as little as needed, so the face stays in view above it.
 SHOW_MAPS_ON_A_PHONE = """() => {
@@ -230,13 +252,6 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
         strip = explore.upscale(explore.tile(faces, columns=min(len(faces), WALK_COLUMNS)), 2)
         return files.png(strip, "walk.png"), str(gif), str(gif)
 
-    def query_from_click(evt: gr.SelectData):
-        # A click beside the picture comes with no index (or one just past its edge): keep the query.
-        try:
-            return explore.click_to_pixel(evt.index, size)
-        except (TypeError, ValueError):
-            return gr.skip(), gr.skip()
-
     with gr.Blocks(title="SAGAN anime faces", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# SAGAN anime faces\n" + (LEAD if has_maps else LEAD_WITHOUT_ATTENTION))
         # On a phone the full text pushed the face below the first screen.
@@ -325,7 +340,8 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
         gr.on([demo.load, seed.change, truncation.change], generate, [seed, truncation], face,
               api_name="generate", **live).success(attention, [seed, truncation, query_x, query_y], attn_maps,
                                                    api_name="attention", **live, **maps_queue)
-        face.select(query_from_click, None, [query_x, query_y], api_name=False, **live)
+        demo.load(None, None, None, js=RECORD_FACE_CLICKS)
+        face.select(None, [query_x, query_y], [query_x, query_y], js=QUERY_OF_FACE_CLICK)
         gr.on([query_x.change, query_y.change], attention_of_typed_query, [seed, truncation, query_x, query_y],
               attn_maps, api_name=False, **live, **maps_queue)
         grid_button.click(grid, [seed, grid_count, truncation], grid_image, api_name="grid")

@@ -6,8 +6,8 @@
 - ``render(g, z)``: one face and, from forward hooks on the same generator, its attention matrices.
 - ``interpolation_latents``: latents between two seeds, spherical or linear.
 - ``upscale`` / ``tile`` / ``save_gif``: crisp nearest-neighbour images, grids and strips, a GIF.
-- ``click_to_pixel`` / ``query_index``: a click on the upscaled face -> a native pixel -> the row
-  of one layer's attention matrix (queries are row-major over that layer's feature map).
+- ``query_index``: a native pixel (the app maps a click on the upscaled face to one in the browser)
+  -> the row of one layer's attention matrix (queries are row-major over that layer's feature map).
 - ``attention_overlay``: that row as a heatmap over the face, the clicked point and query cell marked.
 - ``Explorer``: one loaded generator, a lock and an LRU cache bounded in bytes of faces with their
   attention matrices, grids and interpolated faces, so a slider move costs one forward pass and a
@@ -132,17 +132,6 @@ def save_gif(frames: np.ndarray, path: str, frame_ms: int = 80) -> None:
     order = list(frames) + list(frames[-2:0:-1])
     images = [Image.fromarray(f) for f in order]
     images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
-
-
-def click_to_pixel(index, image_size: int, scale: int = UPSCALE) -> tuple[int, int]:
-    """The native pixel (x, y) under a click at ``index`` = [x, y] on the face shown ``scale`` times larger."""
-    try:
-        x, y = index
-    except (TypeError, ValueError):
-        raise ValueError(f"a click must be a pair [x, y] of display pixels, {_got(index)}.") from None
-    if not (is_number(x) and is_number(y)):
-        raise ValueError(f"a click must be a pair [x, y] of display pixels, {_got(index)}.")
-    return check_query(int(x) // scale, int(y) // scale, image_size)
 
 
 def query_index(x: int, y: int, image_size: int, resolution: int) -> int:

@@ -152,6 +152,40 @@ def test_the_maps_show_the_last_query_when_an_earlier_one_answers_later(browser,
         demo.close()
 
 
+def test_a_coordinate_typed_right_after_a_click_stays_while_the_server_is_busy(browser, app_url, tiny_checkpoint):
+    """Mapped to a pixel on the server, a click's answer came back after a coordinate typed meanwhile and
+    replaced it. Here the server is 'busy': every request to its queue is held until both inputs are in."""
+    page = open_page(browser, app_url)
+    try:
+        wait_for_change(page, "#attention img", [], 2)
+        held, busy = [], [True]
+
+        def hold(route):
+            held.append(route) if busy[0] else route.continue_()
+        page.route("**/queue/join*", hold)
+        click_pixel(page, 3, 4)
+        box = page.locator("#query-x input")
+        box.fill("20")
+        box.press("Enter")
+        page.wait_for_timeout(300)
+        busy[0] = False
+        assert held  # the typed query's maps, at least, were asked for while the server was busy
+        for route in held:
+            route.continue_()
+        expected = [overlay for overlay, _ in
+                    app.load_explorer(tiny_checkpoint).attention(0, explore.TRUNCATION_OFF, 20, 4)]
+        page.wait_for_function("""(count) => {
+            const images = [...document.querySelectorAll('#attention img')];
+            return images.length === count && images.every(i => i.complete && i.naturalWidth > 0);
+        }""", arg=len(expected))
+        page.wait_for_timeout(1500)  # time for a late answer to replace the typed query, had one been asked for
+        assert (box.input_value(), page.locator("#query-y input").input_value()) == ("20", "4")
+        shown = shown_images(page, "#attention img")
+        assert len(shown) == len(expected) and all(np.array_equal(a, b) for a, b in zip(shown, expected))
+    finally:
+        page.close()
+
+
 class SlowInterpolation(explore.Explorer):
     """Once ``slow`` is set, the face at t takes seconds, so a walk asked for meanwhile is answered first."""
 

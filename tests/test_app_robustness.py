@@ -107,8 +107,7 @@ def test_callbacks_answer_or_refuse_with_a_message(demo, api_name, through_gradi
 @given(ANY, ANY, ANY, ANY)
 def test_explore_checks_raise_only_value_error(seed, truncation, x, y):
     for call in (lambda: explore.check_seed(seed), lambda: explore.truncation_threshold(truncation),
-                 lambda: explore.check_query(x, y, SIZE), lambda: explore.click_to_pixel([x, y], SIZE),
-                 lambda: explore.click_to_pixel(x, SIZE),
+                 lambda: explore.check_query(x, y, SIZE),
                  lambda: explore.interpolation_latents(explore.latent(0, 4), explore.latent(1, 4), [0.5], x)):
         try:
             call()
