@@ -1,6 +1,6 @@
 """Gradio app: generate anime faces with a trained SAGAN and look inside its self-attention.
 
-    python app.py [--checkpoint PATH] [--host HOST] [--port PORT]
+    python app.py [--checkpoint PATH] [--host HOST] [--port PORT] [--mcp]
 
 The checkpoint is --checkpoint, else $SAGAN_CHECKPOINT, else checkpoints/anime64.safetensors; the
 address is --host/--port, else $GRADIO_SERVER_NAME/$GRADIO_SERVER_PORT, else 127.0.0.1:7860.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import collections
 import functools
+import importlib.util
 import os
 import shutil
 import signal
@@ -374,11 +375,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="address to listen on; default $GRADIO_SERVER_NAME or 127.0.0.1")
     parser.add_argument("--port", type=port_number, default=SERVER_PORT or "7860",
                         help="port to listen on; default $GRADIO_SERVER_PORT or 7860")
+    # Off unless asked for: Gradio's own variable asks too, the one way to ask on a Space (no flags there).
+    parser.add_argument("--mcp", action=argparse.BooleanOptionalAction,
+                        default=os.environ.get("GRADIO_MCP_SERVER", "").lower() == "true",
+                        help="also serve the named endpoints as MCP tools for AI assistants, at "
+                             "<url>gradio_api/mcp/; default $GRADIO_MCP_SERVER=true, else off")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.mcp and importlib.util.find_spec("mcp") is None:
+        print('error: --mcp needs Gradio\'s MCP extra: pip install -r requirements.txt (it lists "gradio[mcp]"), '
+              "or leave --mcp out.", file=sys.stderr)
+        sys.exit(2)
     try:
         explorer = load_explorer(args.checkpoint)
     except CheckpointError as e:
@@ -397,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
             # share=True in launch(), which users of this CLI never call.
             _, url, _ = demo.launch(server_name=args.host, server_port=args.port, share=False, ssr_mode=False,
                                     css=CSS, theme=THEME, app_kwargs={"middleware": [Middleware(RefuseUploads)]},
-                                    quiet=True, prevent_thread_lock=True)
+                                    quiet=True, prevent_thread_lock=True, mcp_server=args.mcp)
         except OSError:  # Gradio's own text advises a launch() argument, which users of this CLI never call
             print(f"error: cannot listen on {args.host}:{args.port}: another program, perhaps another app.py, holds "
                   "the port, or the address is not this machine's. Choose another with --port PORT or --host HOST.",

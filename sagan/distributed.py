@@ -6,8 +6,10 @@ agree with rank 0's where that matters.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -59,6 +61,20 @@ def init_distributed(device: torch.device, cpu_timeout: timedelta = timedelta(mi
         else:
             dist.init_process_group("gloo", timeout=cpu_timeout)
     return Distributed(rank, world), device
+
+
+@contextlib.contextmanager
+def process_group_teardown() -> Iterator[None]:
+    """Destroy the process group that the enclosed code started (init_distributed), whether it returns,
+    raises or is stopped (Ctrl-C, SIGTERM as KeyboardInterrupt). A group left to interpreter shutdown
+    still has gloo's threads running, which can abort the process after the run succeeded (SIGABRT,
+    "terminate called without an active exception"). A group that was there before is left alone."""
+    started_before = dist.is_initialized()
+    try:
+        yield
+    finally:
+        if not started_before and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def wrap_ddp(model: nn.Module, device: torch.device, sync_bn: bool) -> nn.Module:

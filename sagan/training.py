@@ -19,7 +19,8 @@ from .checkpoint import export_generator
 from .config import TrainConfig
 from .data import check_split, list_images, load_images
 from .devices import resolve_device, resolve_precision
-from .distributed import collective_timeout, init_distributed, out_of_time, sync_buffers, wrap_ddp
+from .distributed import (collective_timeout, init_distributed, out_of_time, process_group_teardown, sync_buffers,
+                          wrap_ddp)
 from .evaluate import Extractor, reference_statistics, score
 from .graphs import GraphedIteration, use_cuda_graphs
 from .rundir import RunDirectory, RunLock
@@ -53,7 +54,8 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     ``extractor`` (the network ``cfg.inception_sha256`` names) and keeps the best state in checkpoints/best.pt.
     """
     device = resolve_device(cfg.device)
-    with cuda_speed_settings(device), RunLock(Path(cfg.out)) as lock:
+    # The group _train starts ends with it, after its last collective: on return, error or stop.
+    with cuda_speed_settings(device), RunLock(Path(cfg.out)) as lock, process_group_teardown():
         return _train(cfg, device, lock, resume_state, resume_from, export, export_dtype, progress, tensorboard,
                       extractor)
 

@@ -1,5 +1,7 @@
 """Two processes with the gloo backend on the CPU, as torchrun would start them."""
+import json
 import os
+import signal
 import socket
 from datetime import timedelta
 
@@ -7,10 +9,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from sagan import training
 from sagan.checkpoint import load_training_state
 from sagan.distributed import collective_timeout, init_distributed
-from sagan.step import build_models
-from sagan.training import train
+from sagan.step import Iteration, build_models
+from sagan.training import TrainingError, train
 from tests.factories import tiny_train_config
 
 
@@ -20,16 +23,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(rank, world, port, data, out, weights_dir):
+def _as_rank(rank, world, port):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    try:
-        models = train(tiny_train_config(data, out, steps=3, batch_size=2), progress=False, tensorboard=False)
-        torch.save({name: getattr(models, name).state_dict() for name in ("G", "D", "G_ema")},
-                   os.path.join(weights_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+
+
+def _rank_main(rank, world, port, data, out, weights_dir):
+    _as_rank(rank, world, port)
+    models = train(tiny_train_config(data, out, steps=3, batch_size=2), progress=False, tensorboard=False)
+    torch.save({name: getattr(models, name).state_dict() for name in ("G", "D", "G_ema")},
+               os.path.join(weights_dir, f"rank{rank}.pt"))
 
 
 def test_two_processes_stay_in_step_and_their_checkpoint_resumes(tmp_path, faces_dir):
@@ -49,6 +53,51 @@ def test_two_processes_stay_in_step_and_their_checkpoint_resumes(tmp_path, faces
     resumed = train(tiny_train_config(faces_dir, out, steps=4, batch_size=2), resume_state=state,
                     progress=False, tensorboard=False)
     assert resumed.step == 4
+
+
+class _StoppedAtStep2:
+    """An Iteration that gets SIGTERM, as torchrun or a scheduler sends it, once step 2 is done."""
+
+    def __init__(self, *args, **kwargs):
+        self.iterate = Iteration(*args, **kwargs)
+
+    def __call__(self):
+        losses = self.iterate()
+        if self.iterate.models.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return losses
+
+
+def _end_three_ways(rank, world, ports, data, tmp):
+    """Train to the end, into an error both ranks raise, and into a stop signal, each in a group of its
+    own; record what each ended with and whether its group was still there afterwards."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # as train.py sets it
+    ended = {}
+    for (path, overrides), port in zip((("success", {}), ("error", {"sync_bn": True}), ("signal", {})), ports):
+        _as_rank(rank, world, port)
+        if path == "signal":
+            training.Iteration = _StoppedAtStep2
+        cfg = tiny_train_config(data, os.path.join(tmp, path), steps=4, batch_size=2, **overrides)
+        try:
+            train(cfg, progress=False, tensorboard=False)
+            outcome = "returned"
+        except (TrainingError, KeyboardInterrupt) as e:
+            outcome = type(e).__name__
+        ended[path] = (outcome, dist.is_initialized())
+        if dist.is_initialized():  # so the next path can start its own group
+            dist.destroy_process_group()
+    with open(os.path.join(tmp, f"ended{rank}.json"), "w") as f:
+        json.dump(ended, f)
+
+
+def test_every_way_a_run_ends_destroys_its_process_group(tmp_path, faces_dir):
+    """A group left to interpreter shutdown can abort a finished run (SIGABRT from gloo's threads)."""
+    mp.spawn(_end_three_ways, args=(2, [_free_port() for _ in range(3)], str(faces_dir), str(tmp_path)),
+             nprocs=2, join=True)
+    for rank in (0, 1):
+        ended = json.loads((tmp_path / f"ended{rank}.json").read_text())
+        assert ended == {"success": ["returned", False], "error": ["TrainingError", False],
+                         "signal": ["KeyboardInterrupt", False]}, f"rank {rank}"
 
 
 def test_cpu_ranks_wait_for_rank_0s_validation_however_long_it_takes(monkeypatch):

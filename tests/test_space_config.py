@@ -19,7 +19,8 @@ def front_matter() -> dict:
 
 def test_the_space_runs_the_app_with_the_gradio_requirements_txt_installs():
     config = front_matter()
-    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^\s#]+)", (ROOT / "requirements.txt").read_text(), re.M))
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)(?:\[[\w,]+\])?==([^\s#]+)", (ROOT / "requirements.txt").read_text(),
+                           re.M))  # name, extras, version
     assert config["sdk"] == "gradio" and config["sdk_version"] == pins["gradio"]
     assert (ROOT / config["app_file"]).is_file()
     assert re.fullmatch(r"3\.\d+", str(config["python_version"]))

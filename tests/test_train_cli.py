@@ -10,6 +10,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 import train as train_cli
 from sagan.checkpoint import load_generator, load_training_state
@@ -162,6 +163,30 @@ def test_cuda_graphs_on_the_cpu_is_one_clear_line(tmp_path, faces_dir, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "--cuda-graphs (given, or kept by a resumed run) needs a CUDA GPU" in err and "--no-cuda-graphs" in err
+
+
+def test_a_resumed_process_runs_only_the_steps_after_the_checkpoint(tmp_path, faces_dir):
+    """The data, latents and augmentations are pure functions of (seed, step): a resume that restored
+    nothing would retrain from step 0 and reach the same weights. So the resumed process's own log
+    must start at the checkpoint's step and hold only the steps after it, and the weights must be the
+    uninterrupted run's (DiffAugment on: its random stream is part of what is restored)."""
+    common = ["--data", str(faces_dir), "--image-size", "32", "--conv-dim", "8", "--z-dim", "8", "--batch-size", "4",
+              "--precision", "fp32", "--device", "cpu", "--no-progress", "--log-every", "1",
+              "--diffaugment", "color,translation,cutout"]
+    for out, steps in (("straight", "5"), ("resumed", "3")):
+        done = _cli(*common, "--out", str(tmp_path / out), "--steps", steps)
+        assert done.returncode == 0, done.stderr
+    done = _cli("--resume", str(tmp_path / "resumed"), "--steps", "5", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    log = [json.loads(line) for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    starts = [i for i, record in enumerate(log) if "event/start" in record]
+    assert [log[i]["step"] for i in starts] == [0, 3]  # the second process began at the checkpoint's step
+    assert [r["step"] for r in log[starts[1]:] if "loss/d" in r] == [4, 5]  # and trained steps 4 and 5 alone
+    straight, resumed = (load_training_state(tmp_path / out / "checkpoints" / "latest.pt")
+                         for out in ("straight", "resumed"))
+    assert straight["step"] == resumed["step"] == 5
+    for name in ("G", "D", "G_ema"):
+        assert all(torch.equal(value, resumed[name][key]) for key, value in straight[name].items()), name
 
 
 def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path, faces_dir):
