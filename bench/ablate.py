@@ -258,6 +258,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     a("--common", default="", help="train.py flags for every arm, e.g. \"--compile\"")
     a("--print-only", action="store_true", help="print the commands of the first arm and stop")
+    a("--table-only", action="store_true", help="write and print the table of the arms results.json holds, run none")
     args = p.parse_args(argv)
     if args.reference > args.holdout:
         p.error(f"--reference {args.reference} must be within the validation split (--holdout {args.holdout}).")
@@ -295,6 +296,8 @@ def main(argv=None) -> int:
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     failed = []
+    if args.table_only:
+        arms, seeds = {}, []
     for seed in seeds:
         for name, flags in arms.items():
             key = f"{name}/seed{seed}"
@@ -312,7 +315,8 @@ def main(argv=None) -> int:
             r = results[key]
             print(f"{key}: FID {_cell(r['fid'], '.1f')}  r_t gap {_cell(r['overfit'].get('rt_gap'), '+.3f')}",
                   flush=True)
-    rows = [results[f"{n}/seed{s}"] for s in seeds for n in arms if f"{n}/seed{s}" in results]
+    rows = list(results.values()) if args.table_only else \
+        [results[f"{n}/seed{s}"] for s in seeds for n in arms if f"{n}/seed{s}" in results]
     report = table(rows, f"Ablation, grid {args.grid}") + "\n" + describe(args, rows) + "\n"
     (out / "results.md").write_text(report)
     print(report)
