@@ -60,6 +60,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--ema-kimg", type=float, help=f"half-life of the sampled generator's EMA in kimg (default {d.ema_kimg})")
     a("--ema-rampup", type=float, help=f"EMA half-life ramp-up fraction, 0 for none (default {d.ema_rampup})")
     a("--diffaugment", help='DiffAugment policy, e.g. "color,translation,cutout" (default off)')
+    a("--d-steps", type=int, help=f"D updates per G update, each on its own batch (default {d.d_steps})")
+    a("--bcr-weight", type=float, help="balanced consistency regularisation: lambda of D's squared change under "
+      "--bcr-augment, on real and fake images (Zhao et al. use 10; default 0: off)")
+    a("--bcr-augment", help=f"DiffAugment policy bCR augments with (default {d.bcr_augment})")
+    a("--topk", type=float, help="top-k G loss: keep the fakes D scores highest, a share falling 1%% per "
+      "--topk-kimg from all to this floor (Sinha et al. use 0.5; default 0: off)")
+    a("--topk-kimg", type=float, help=f"thousand G images per 1%% fall of top-k's share (default {d.topk_kimg}: "
+      "about an epoch of the anime faces)")
     a("--holdout", type=int, help="keep the last N files by name out of training (default 0)")
     a("--max-images", type=int, help="train on the first N files by name of the training split (default 0: all)")
     a("--seed", type=int, help=f"random seed, 0 to {MAX_SEED} (default {d.seed})")

@@ -26,7 +26,8 @@ RESUME_FIXED = ("preset", "holdout", "inception_sha256")
 # (The rest may change without a word: how long it runs, what it logs, samples, checkpoints and validates,
 # where files are, and how the same arithmetic is executed.)
 RESUME_ANNOUNCED = ("data", "max_images", "batch_size", "seed", "lr_g", "lr_d", "beta1", "beta2", "ema_kimg",
-                    "ema_rampup", "diffaugment", "precision", "sync_bn")
+                    "ema_rampup", "diffaugment", "precision", "sync_bn", "d_steps", "bcr_weight", "bcr_augment",
+                    "topk", "topk_kimg")
 
 
 @dataclass
@@ -104,7 +105,7 @@ class TrainConfig:
     out: str = "runs/sagan"                   # run directory: config, log, samples, checkpoints
     preset: str = "sagan"                     # attention placement preset the model was built from
     model: ModelConfig = field(default_factory=ModelConfig)  # network shape
-    steps: int = 10_000                       # total generator updates (one D update each)
+    steps: int = 10_000                       # total generator updates (--d-steps D updates each)
     max_minutes: float = 0.0                  # stop early, checkpointed, after this many minutes; 0: no limit
     batch_size: int = 64                      # images per step, real and fake each
     lr_g: float = 1e-4                        # generator Adam learning rate (TTUR)
@@ -114,6 +115,11 @@ class TrainConfig:
     ema_kimg: float = 10.0                    # half-life of the generator's EMA, in thousands of images
     ema_rampup: float = 0.05                  # early on the half-life is at most this fraction of images seen
     diffaugment: str = ""                     # DiffAugment policy, e.g. "color,translation,cutout"; empty: off
+    d_steps: int = 1                          # D updates per G update, each on its own real batch and fakes
+    bcr_weight: float = 0.0                   # lambda of balanced consistency regularisation (Zhao et al. 2020); 0: off
+    bcr_augment: str = "translation"          # DiffAugment policy whose outputs D must score as it scores its inputs
+    topk: float = 0.0                         # top-k G loss (Sinha et al. 2020): floor of the share of fakes kept; 0: off
+    topk_kimg: float = 30.0                   # the kept share falls by 1% per this many thousand G images
     holdout: int = 0                          # last N files by name kept out of training (validation split)
     max_images: int = 0                       # train on the training split's first N files by name only; 0: all
     seed: int = 0                             # seeds weights, latents, data order and augmentation
@@ -140,15 +146,18 @@ class TrainConfig:
 
     def check(self) -> None:
         """Raise ValueError, naming the train.py flag, for a value no run can use (NaN included)."""
-        at_least_one = ("steps", "batch_size", "log_every", "sample_every", "ckpt_every")
-        non_negative = ("max_minutes", "holdout", "max_images", "keep_ckpts", "eval_every", "ema_rampup")
+        at_least_one = ("steps", "batch_size", "log_every", "sample_every", "ckpt_every", "d_steps")
+        non_negative = ("max_minutes", "holdout", "max_images", "keep_ckpts", "eval_every", "ema_rampup",
+                        "bcr_weight")
         for name in at_least_one:
             if getattr(self, name) < 1:
                 raise ValueError(f"{_flag(name)} must be at least 1, not {getattr(self, name)}.")
         for name in non_negative:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{_flag(name)} must be 0 or more, not {getattr(self, name)}.")
-        for name in ("lr_g", "lr_d", "ema_kimg"):
+        if not self.bcr_weight < math.inf:
+            raise ValueError(f"--bcr-weight must be a finite number, not {self.bcr_weight}.")
+        for name in ("lr_g", "lr_d", "ema_kimg", "topk_kimg"):
             if not 0 < getattr(self, name) < math.inf:
                 raise ValueError(f"{_flag(name)} must be a number above 0, not {getattr(self, name)}.")
         if not 0 <= self.seed <= MAX_SEED:  # (data order and random streams mix it into 64-bit seeds)
@@ -165,10 +174,17 @@ class TrainConfig:
         for name, choices in (("device", DEVICES), ("precision", PRECISIONS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{_flag(name)} must be {', '.join(choices)}, not {getattr(self, name)!r}.")
-        try:
-            parse_policy(self.diffaugment)
-        except ValueError as e:
-            raise ValueError(f"--diffaugment: {e}") from None
+        for name in ("diffaugment", "bcr_augment"):
+            try:
+                parse_policy(getattr(self, name))
+            except ValueError as e:
+                raise ValueError(f"{_flag(name)}: {e}") from None
+        if self.bcr_weight > 0 and not parse_policy(self.bcr_augment):
+            raise ValueError("--bcr-weight needs an augmentation to be consistent under: give --bcr-augment, "
+                             "e.g. translation.")
+        if not 0 <= self.topk <= 1:
+            raise ValueError(f"--topk is the share of fakes G's loss keeps at the end, from 0 (off) to 1, "
+                             f"not {self.topk}.")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

@@ -13,6 +13,8 @@
   fakes' manifold. Precision says how realistic the fakes are, recall how much of the real variety
   they cover; both depend on the set sizes, so compare them at equal sizes. (The paper embeds images
   with VGG-16; here the features are whatever the caller passes, Inception's in sagan.evaluate.)
+- ``overfitting(train_logits, heldout_logits)``: ADA's r_t, the mean sign of D's logits, on training faces
+  and on held-out ones, and the gap between them (sagan.overfit measures it on a run).
 """
 from __future__ import annotations
 
@@ -96,3 +98,18 @@ def _share_inside(manifold: torch.Tensor, probes: torch.Tensor, k: int, chunk: i
     inside = torch.cat([(torch.cdist(probes[i:i + chunk], manifold) <= radii).any(dim=1)
                         for i in range(0, probes.shape[0], chunk)])
     return float(inside.to(torch.float64).mean())
+
+
+def overfitting(train_logits: torch.Tensor, heldout_logits: torch.Tensor) -> dict:
+    """ADA's overfitting heuristic r_t = E[sign(D(x))] (Karras et al. 2020) of a discriminator's logits on
+    training faces and on held-out faces: a D that has memorised its training set calls those real (r_t near 1)
+    and the unseen faces of the same distribution less so, so the gap measures memorisation rather than
+    D's general confidence. Also the gap of the mean logits."""
+    train, heldout = (torch.as_tensor(t).to(torch.float64).flatten() for t in (train_logits, heldout_logits))
+    if train.numel() == 0 or heldout.numel() == 0:
+        raise ValueError(f"r_t needs logits of at least one face on each side, got {train.numel()} and "
+                         f"{heldout.numel()}.")
+    rt_train, rt_heldout = float(train.sign().mean()), float(heldout.sign().mean())
+    return {"rt_train": rt_train, "rt_heldout": rt_heldout, "rt_gap": rt_train - rt_heldout,
+            "logit_gap": float(train.mean() - heldout.mean()), "num_train": train.numel(),
+            "num_heldout": heldout.numel()}

@@ -70,11 +70,27 @@ def test_train_config_json_round_trip():
     ("precision", "fp16", "--precision must be auto, bf16, fp32, not 'fp16'"),
     ("diffaugment", "color,rotate", "--diffaugment: unknown DiffAugment policy 'rotate': choose from color, "
      "translation, cutout"),
+    ("d_steps", 0, "--d-steps must be at least 1, not 0"),
+    ("bcr_weight", -1.0, "--bcr-weight must be 0 or more"),
+    ("bcr_weight", float("nan"), "--bcr-weight must be 0 or more"),
+    ("bcr_weight", float("inf"), "--bcr-weight must be a finite number"),
+    ("bcr_augment", "flip", "--bcr-augment: unknown DiffAugment policy 'flip'"),
+    ("topk", 1.5, "--topk is the share of fakes G's loss keeps at the end, from 0 .off. to 1, not 1.5"),
+    ("topk", float("nan"), "--topk is the share"),
+    ("topk_kimg", 0.0, "--topk-kimg must be a number above 0"),
 ])
 def test_unusable_training_values_name_their_flag(field, value, message):
     TrainConfig().check()  # the defaults are usable
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(TrainConfig(), **{field: value}).check()
+
+
+def test_bcr_needs_an_augmentation_only_when_it_is_on():
+    TrainConfig(bcr_augment="").check()
+    TrainConfig(bcr_weight=10.0, bcr_augment="translation,cutout").check()
+    with pytest.raises(ValueError, match="--bcr-weight needs an augmentation to be consistent under: give "
+                                         "--bcr-augment"):
+        TrainConfig(bcr_weight=10.0, bcr_augment="").check()
 
 
 def test_validation_needs_two_samples_only_when_it_runs():
@@ -110,9 +126,11 @@ def test_a_resumed_run_keeps_its_saved_options_unless_a_flag_overrides_them():
 def test_a_resumed_run_names_the_changed_settings_that_change_how_it_trains():
     saved = dataclasses.asdict(TrainConfig(steps=100))
     cfg = from_flags({"steps": 200, "log_every": 5, "out": "elsewhere", "eval_every": 10, "lr_d": saved["lr_d"],
-                      "seed": 5, "batch_size": 4, "max_images": 100, "diffaugment": "color"}, saved)
+                      "seed": 5, "batch_size": 4, "max_images": 100, "diffaugment": "color", "d_steps": 2,
+                      "bcr_weight": 10.0, "topk": 0.5}, saved)
     assert resume_changes(saved, cfg) == ["--max-images 0 -> 100", "--batch-size 64 -> 4", "--seed 0 -> 5",
-                                          "--diffaugment '' -> 'color'"]
+                                          "--diffaugment '' -> 'color'", "--d-steps 1 -> 2",
+                                          "--bcr-weight 0.0 -> 10.0", "--topk 0.0 -> 0.5"]
     assert resume_changes(saved, from_flags({"steps": 200, "precision": "auto"}, saved)) == []
 
 

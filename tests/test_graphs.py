@@ -45,11 +45,18 @@ def test_a_registered_generator_replays_the_numbers_of_its_new_seed():
         assert torch.equal(drawn, expected)
 
 
+# Two D updates, bCR and a top-k count that falls between the captured step and the replayed one (4 of 4 fakes
+# at step 3, 3 at step 5): the replay must draw each D update's own batch and keep the step's own k.
+RECIPE = {"d_steps": 2, "bcr_weight": 10.0, "topk": 0.5, "topk_kimg": 0.001}
+
+
 @needs_cuda
+@pytest.mark.parametrize("recipe", [{}, RECIPE], ids=["plain", "recipe"])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_a_replayed_step_equals_an_eager_step_from_the_same_state(precision):
+def test_a_replayed_step_equals_an_eager_step_from_the_same_state(precision, recipe):
     device = torch.device("cuda")
-    cfg = tiny_train_config("", "unused", device="cuda", precision=precision, diffaugment="color,translation,cutout")
+    cfg = tiny_train_config("", "unused", device="cuda", precision=precision, diffaugment="color,translation,cutout",
+                            **recipe)
     images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, device=device)
 
     def iteration(models):
@@ -97,6 +104,23 @@ def test_graphed_training_matches_eager_training(tmp_path, faces_dir, precision)
                if "loss/d" in e] for run in ("eager", "graphed")]
     assert [s for s, _, _ in losses[1]] == [s for s, _, _ in losses[0]] == [4, 8]
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=0, atol=2e-2)
+
+
+@needs_cuda
+def test_compiled_graphed_training_matches_eager_training(tmp_path, faces_dir):
+    """What bench/gpu_session.sh asks before it trains with --compile: compiled networks replayed as CUDA graphs
+    train as eager ones do, with the recipe options on."""
+    kw = dict(device="cuda", precision="bf16", diffaugment="translation,cutout", steps=8, log_every=4, ckpt_every=4,
+              **RECIPE)
+    eager = train(tiny_train_config(faces_dir, tmp_path / "eager", cuda_graphs=False, **kw), progress=False,
+                  tensorboard=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = train(tiny_train_config(faces_dir, tmp_path / "compiled", cuda_graphs=True, compile=True, **kw),
+                         progress=False, tensorboard=False)
+    assert not [w for w in caught if "CUDA graph capture failed" in str(w.message)]
+    assert compiled.step == eager.step == 8
+    assert_trained_alike(eager, compiled, atol=5e-3)
 
 
 @needs_cuda

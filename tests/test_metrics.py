@@ -115,3 +115,12 @@ def test_precision_and_recall_refuse_sets_too_small_for_k():
         metrics.precision_recall(torch.zeros(5, 2), torch.zeros(3, 2))
     with pytest.raises(ValueError, match="equal D"):
         metrics.precision_recall(torch.zeros(5, 2), torch.zeros(5, 3))
+
+
+def test_overfitting_is_the_mean_sign_on_each_side_and_their_gap():
+    result = metrics.overfitting(torch.tensor([2.0, 0.5, -1.0, 3.0]), torch.tensor([[-0.5], [1.0]]))
+    assert (result["rt_train"], result["rt_heldout"]) == (0.5, 0.0)
+    assert result["rt_gap"] == 0.5 and result["logit_gap"] == pytest.approx(1.125 - 0.25)
+    assert (result["num_train"], result["num_heldout"]) == (4, 2)
+    with pytest.raises(ValueError, match="r_t needs logits of at least one face on each side, got 0 and 2"):
+        metrics.overfitting(torch.tensor([]), torch.tensor([1.0, 2.0]))

@@ -2,6 +2,7 @@
 and restoring a training state."""
 import contextlib
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -11,8 +12,8 @@ from sagan.config import TrainConfig
 from sagan.data import batch_indices
 from sagan.distributed import Distributed
 from sagan.graphs import set_capturable
-from sagan.step import (Iteration, StepInputs, build_models, cuda_speed_settings, ema_decay, make_autocast, restore,
-                        train_step, training_state)
+from sagan.step import (Iteration, Recipe, StepInputs, build_models, cuda_speed_settings, ema_decay, make_autocast,
+                        restore, train_step, training_state)
 from tests.factories import tiny_train_config
 
 CPU = torch.device("cpu")
@@ -161,3 +162,104 @@ def test_a_state_saved_with_more_gpus_than_this_machine_has_restores(monkeypatch
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: restored.append((int(s[0]), device)))
     restore(build_models(cfg, CPU), state)
     assert restored == [(0, 0)]
+
+
+def _d_after_one_step(recipe: Recipe, seed: int = 0) -> dict:
+    cfg = tiny_train_config("unused", "unused")
+    models = build_models(cfg, CPU)
+    real, z = torch.rand(4, 3, 32, 32) * 2 - 1, torch.randn(4, cfg.model.z_dim)
+    train_step(models, models.G, models.D, real, z, recipe.policy, torch.Generator().manual_seed(seed),
+               contextlib.nullcontext(), recipe)
+    return models.D.state_dict()
+
+
+def test_bcr_changes_nothing_under_an_identity_augmentation_and_regularises_d_otherwise(monkeypatch):
+    plain = _d_after_one_step(Recipe())
+    bcr = Recipe(bcr_weight=10.0, bcr_policy=("translation",))
+    regularised = _d_after_one_step(bcr)
+    assert any(not torch.allclose(plain[k], regularised[k], atol=1e-5) for k in plain)
+    monkeypatch.setattr("sagan.augment.translation", lambda x, gen: x)
+    identity = _d_after_one_step(bcr)
+    for k in plain:  # (the forward pass of 4 batches instead of 2 may round differently)
+        torch.testing.assert_close(identity[k], plain[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_bcr_compares_each_image_with_its_own_augmented_copy(monkeypatch):
+    """D sees real, fake, augmented real, augmented fake in one pass; the loss pairs them in that order."""
+    seen, pairs = [], []
+    monkeypatch.setattr("sagan.step.consistency_loss", lambda a, b: pairs.append((a, b)) or (a - b).square().mean())
+    cfg = tiny_train_config("unused", "unused")
+    models = build_models(cfg, CPU)
+    models.D.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    real, z = torch.rand(4, 3, 32, 32) * 2 - 1, torch.randn(4, cfg.model.z_dim)
+    train_step(models, models.G, models.D, real, z, (), torch.Generator().manual_seed(0), contextlib.nullcontext(),
+               Recipe(bcr_weight=1.0, bcr_policy=("cutout",)))
+    d_input = seen[0]
+    assert d_input.shape[0] == 16 and torch.equal(d_input[:4], real)
+    assert torch.equal(d_input[8:12], d_input[:4] * (d_input[8:12] != 0))  # cutout zeroes part of each real image
+    assert [tuple(a.shape) for pair in pairs for a in pair] == [(4,)] * 4
+
+
+def test_top_k_gives_g_gradients_through_the_best_scored_fakes_only():
+    cfg = tiny_train_config("unused", "unused")
+    models = build_models(cfg, CPU)
+    grads, outputs = [], []
+
+    def keep(module, args, output):
+        if not torch.is_grad_enabled() or models.D.to_logit.parametrizations.weight.original.requires_grad:
+            return  # the D update's pass
+        outputs.append(output.detach().clone())
+        output.register_hook(lambda g: grads.append(g.clone()))
+    models.D.register_forward_hook(keep)
+    real, z = torch.rand(8, 3, 32, 32) * 2 - 1, torch.randn(8, cfg.model.z_dim)
+    train_step(models, models.G, models.D, real, z, (), torch.Generator(), contextlib.nullcontext(),
+               Recipe(topk=True), torch.tensor(3))
+    (logits,), (grad,) = outputs, grads
+    best = set(logits.topk(3).indices.tolist())
+    assert {i for i in range(8) if grad[i] != 0} == best
+    assert grad[list(best)].tolist() == [pytest.approx(-1 / 3)] * 3
+
+
+def test_two_d_steps_make_two_d_updates_on_their_own_images_and_one_g_update(monkeypatch):
+    cfg = tiny_train_config("unused", "unused", d_steps=2, diffaugment="translation")
+    models = build_models(cfg, CPU)
+    calls = []
+    for name in ("opt_g", "opt_d"):
+        opt = getattr(models, name)
+        monkeypatch.setattr(opt, "step", lambda *a, name=name, step=opt.step: calls.append(name) or step(*a))
+    fakes = []
+    models.G.register_forward_hook(lambda module, args, output: fakes.append(output.detach().clone()))
+    images = torch.arange(10).view(10, 1, 1, 1).expand(10, 3, 32, 32).to(torch.uint8)  # image i is all i
+    iterate = Iteration(models, models.G, models.D, images, cfg, parse_policy(cfg.diffaugment),
+                        make_autocast(CPU, "fp32"))
+    real_seen = []
+    models.D.register_forward_pre_hook(lambda module, args: real_seen.append(args[0][:4].detach().clone())
+                                       if len(real_seen) < 2 else None)
+    iterate()
+    assert calls == ["opt_d", "opt_d", "opt_g"] and models.step == 1
+    assert len(fakes) == 2 and not torch.equal(fakes[0], fakes[1])  # each D update draws its own latents
+    drawn = batch_indices(10, 8, cfg.seed, 0)
+    assert torch.equal(iterate.inputs.indices, drawn)  # one draw of d_steps x batch images per step
+    levels = [((r[:, 0, 16, 16] + 1) * 127.5).round().long() for r in real_seen]  # (a pixel translation keeps)
+    assert torch.equal(torch.cat(levels), drawn)  # the first D update on the first batch, the second on the next
+
+
+def test_ranks_share_each_d_updates_global_batch():
+    cfg = TrainConfig(batch_size=3, seed=5, d_steps=2)
+    inputs = [StepInputs(3, CPU, d_steps=2) for _ in range(2)]
+    for rank, i in enumerate(inputs):
+        i.load(cfg, step=7, num_images=40, ranks=Distributed(rank, 2))
+    drawn = batch_indices(40, 12, cfg.seed, 7).view(2, 6)  # the global batches of the two D updates
+    for update in range(2):
+        assert torch.equal(torch.cat([i.indices.view(2, 3)[update] for i in inputs]), drawn[update])
+
+
+def test_the_top_k_count_a_step_loads_follows_the_images_g_has_trained_on():
+    cfg = TrainConfig(batch_size=100, topk=0.5, topk_kimg=1.0)
+    inputs = StepInputs(100, CPU)
+    for step, expected in ((0, 100), (10, 99), (10 * 100, round(100 * 0.99 ** 100 + 0)), (10 ** 6, 50)):
+        inputs.load(cfg, step=step, num_images=1000, ranks=Distributed())
+        assert inputs.topk_k.item() == max(50, expected), step
+    off = StepInputs(100, CPU)
+    off.load(dataclasses.replace(cfg, topk=0.0), step=5, num_images=1000, ranks=Distributed())
+    assert off.topk_k.item() == 0

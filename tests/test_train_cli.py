@@ -92,6 +92,9 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     (["--image-size", "32", "--d-attn", "16,32"], "error: --d-attn 32: the discriminator has no 32x32 feature map"),
     (["--z-dim", "0"], "error: --z-dim must be at least 1, not 0."),
     (["--diffaugment", "rotate"], "error: --diffaugment: unknown DiffAugment policy 'rotate'"),
+    (["--d-steps", "0"], "error: --d-steps must be at least 1, not 0."),
+    (["--bcr-weight", "10", "--bcr-augment", ""], "error: --bcr-weight needs an augmentation"),
+    (["--topk", "2"], "error: --topk is the share of fakes G's loss keeps at the end, from 0 (off) to 1, not 2.0."),
 ])
 def test_cli_misuse_is_one_line_before_anything_is_written(args, message, tmp_path, faces_dir, capsys):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]

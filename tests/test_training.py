@@ -77,6 +77,22 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, faces_dir, precision
         assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
+def test_a_run_with_two_d_steps_bcr_and_top_k_resumes_bit_for_bit(tmp_path, faces_dir):
+    """Each step's D batches, latents, augmentations and top-k count are functions of (seed, step) too."""
+    recipe = dict(d_steps=2, bcr_weight=10.0, bcr_augment="translation,cutout", topk=0.5, topk_kimg=0.004,
+                  diffaugment="color")
+    straight = train_tiny(faces_dir, tmp_path / "a", steps=4, **recipe)
+    train_tiny(faces_dir, tmp_path / "b", steps=2, **recipe)
+    state = load_training_state(tmp_path / "b" / "checkpoints" / "latest.pt")
+    assert state["config"]["d_steps"] == 2 and state["config"]["topk"] == 0.5
+    resumed = train(tiny_train_config(faces_dir, tmp_path / "b", steps=4, **recipe), resume_state=state,
+                    progress=False, tensorboard=False)
+    for name in ("G", "D", "G_ema"):
+        a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert straight.opt_d.state_dict()["state"][0]["step"].item() == 8  # two D updates per step
+
+
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, faces_dir):
     models = train_tiny(faces_dir, tmp_path / "run", steps=2)
     state = load_training_state(tmp_path / "run" / "checkpoints" / "latest.pt")

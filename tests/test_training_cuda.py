@@ -13,9 +13,10 @@ from tests.factories import assert_trained_alike, tiny_train_config
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def test_training_iterations_never_wait_for_the_gpu():
+@pytest.mark.parametrize("recipe", [{}, {"d_steps": 2, "bcr_weight": 10.0, "topk": 0.5}], ids=["plain", "recipe"])
+def test_training_iterations_never_wait_for_the_gpu(recipe):
     device = torch.device("cuda")
-    cfg = tiny_train_config("unused", "unused", device="cuda", precision="bf16")
+    cfg = tiny_train_config("unused", "unused", device="cuda", precision="bf16", **recipe)
     models = build_models(cfg, device)
     images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, device=device)
     policy, autocast = ("color", "translation", "cutout"), make_autocast(device, "bf16")
