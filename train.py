@@ -51,6 +51,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--g-attn", type=_resolutions, help="generator attention resolutions, e.g. 16,32 (overrides the preset)")
     a("--d-attn", type=_resolutions, help="discriminator attention resolutions, e.g. 16,8 (overrides the preset)")
     a("--attn-pool", action=argparse.BooleanOptionalAction, help="2x2 max-pooled attention keys/values")
+    a("--attn-dnl", action=argparse.BooleanOptionalAction, help="generator attention: whitened pairwise logits "
+      "plus a separate unary branch (Disentangled Non-Local)")
+    a("--attn-cosine", action=argparse.BooleanOptionalAction, help="generator attention: cosine logits times a "
+      "learned scale (init 10, clamped to 100, as Swin V2)")
+    a("--attn-rel-pos", action=argparse.BooleanOptionalAction, help="generator attention: a learned 2D "
+      "relative-position bias per head")
+    a("--attn-heads", type=int, help="generator attention heads per layer, dividing --conv-dim / 8 (default 1)")
+    a("--attn-gamma-init", type=float, help="starting weight of the generator's attention branch (default 0)")
     a("--z-dim", type=int, help=f"latent size (default {d.model.z_dim})")
     a("--conv-dim", type=int, help=f"base channel width (default {d.model.conv_dim})")
     a("--lr-g", type=float, help=f"generator learning rate (default {d.lr_g})")

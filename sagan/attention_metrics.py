@@ -14,7 +14,10 @@ value per head, shape (H,) (H = 1 without heads).
 - ``mean_distance``: ViT's mean attention distance (Dosovitskiy et al. 2020), the attention-weighted
   distance between the centres of the query and key cells, in pixels of the image.
 
-``generator_report`` applies them to a generator's faces of seeds 0..N-1, as evaluation and the app do.
+``generator_report`` applies them to a generator's faces of seeds 0..N-1, as evaluation and the app do;
+for a layer with a relative position bias it adds the MI and the distance with the bias switched off
+(``mi_bits_no_pos``, ``mean_distance_px_no_pos``): bits a purely local bias makes are no sign that the
+content of a face steers the maps.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import math
 import torch
 from torch import nn
 
-from .attention import capture_attention
+from .attention import SelfAttention, capture_attention, positional_bias_off
 from .sampling import latents
 
 FACES = 64   # the faces (seeds 0..63) a generator's attention is measured over
@@ -102,9 +105,40 @@ def layer_report(weights: torch.Tensor, query_grid: tuple[int, int], key_grid: t
     return report
 
 
-@torch.inference_mode()
 def generator_report(g: nn.Module, num_faces: int = FACES, batch_size: int = 64) -> dict[str, dict]:
     """``layer_report`` of each attention layer of ``g`` (in eval mode) over the faces of seeds 0..num_faces-1."""
+    report = _report(g, num_faces, batch_size)
+    biased = [name for name, m in g.named_modules() if isinstance(m, SelfAttention) and m.use_rel_pos]
+    if biased:
+        with positional_bias_off(g):
+            content = _report(g, num_faces, batch_size)
+        for name in biased:
+            report[name]["mi_bits_no_pos"] = content[name]["mi_bits"]
+            report[name]["mean_distance_px_no_pos"] = content[name]["mean_distance_px"]
+    return report
+
+
+def report_scalars(report: dict[str, dict]) -> dict[str, float]:
+    """A ``generator_report`` as flat scalars for TensorBoard: ``attention/<layer>/<measure>``."""
+    return {f"attention/{layer}/{name}": value for layer, measures in report.items()
+            for name, value in measures.items() if name != "heads"}
+
+
+def report_lines(report: dict[str, dict]) -> list[str]:
+    """A ``generator_report`` in words, one line per layer."""
+    lines = []
+    for layer, m in report.items():
+        line = (f"{layer}: I(Q;K) {m['mi_bits']:.2f} bits ({m['mi_normalised']:.2f} of the most), row entropy "
+                f"{m['row_entropy_bits']:.2f} bits, pairwise distance {m['pairwise_distance']:.3f}, mean distance "
+                f"{m['mean_distance_px']:.1f} px")
+        if "mi_bits_no_pos" in m:
+            line += (f"; position bias off: {m['mi_bits_no_pos']:.2f} bits, {m['mean_distance_px_no_pos']:.1f} px")
+        lines.append(line)
+    return lines
+
+
+@torch.inference_mode()
+def _report(g: nn.Module, num_faces: int, batch_size: int) -> dict[str, dict]:
     device = next(g.parameters()).device
     z = latents(range(num_faces), g.cfg.z_dim)
     layers: dict[str, list] = {}

@@ -19,7 +19,8 @@ from .sampling import MAX_SEED
 IMAGE_SIZES = (32, 64, 128)
 PRESETS = ("sagan", "seed", "dcgan")
 # The fields train.py may set that shape the networks (a resumed run cannot change them).
-MODEL_FLAGS = ("image_size", "z_dim", "conv_dim", "g_attn", "d_attn", "attn_pool")
+MODEL_FLAGS = ("image_size", "z_dim", "conv_dim", "g_attn", "d_attn", "attn_pool", "attn_dnl", "attn_cosine",
+               "attn_rel_pos", "attn_heads", "attn_gamma_init")
 # What else a resumed run keeps: its networks' preset, its validation split, the network its FIDs use.
 RESUME_FIXED = ("preset", "holdout", "inception_sha256")
 # What a resumed run may change that makes it train otherwise than the run it continues: it says so on resuming.
@@ -38,6 +39,13 @@ class ModelConfig:
     g_attn: tuple[int, ...] = (16, 32)        # generator feature-map resolutions followed by self-attention
     d_attn: tuple[int, ...] = (16, 8)         # discriminator feature-map resolutions followed by self-attention
     attn_pool: bool = True                    # 2x2 max-pooled keys and values (official SAGAN); off: full attention
+    # The generator's attention options (sagan/attention.py); the defaults are the SAGAN block, as every export
+    # made before they existed was trained with.
+    attn_dnl: bool = False                    # whitened pairwise logits plus a separate unary branch (DNL)
+    attn_cosine: bool = False                 # cosine logits times a learned scale, clamped to 100 (Swin V2)
+    attn_rel_pos: bool = False                # a learned 2D relative-position bias per head (Swin)
+    attn_heads: int = 1                       # attention heads per layer; must divide conv_dim / 8
+    attn_gamma_init: float = 0.0              # starting weight of the attention branch (SAGAN: 0)
 
     def __post_init__(self):
         self.g_attn = tuple(int(r) for r in self.g_attn)
@@ -49,6 +57,11 @@ class ModelConfig:
         for name, least in (("z_dim", 1), ("conv_dim", 8)):
             if getattr(self, name) < least:
                 raise ValueError(f"{_flag(name)} must be at least {least}, not {getattr(self, name)}.")
+        if self.attn_heads < 1 or (self.conv_dim // 8) % self.attn_heads:
+            raise ValueError(f"--attn-heads {self.attn_heads} must divide --conv-dim / 8 = {self.conv_dim // 8}: each "
+                             "head takes an equal share of every attention layer's query and key channels.")
+        if not math.isfinite(self.attn_gamma_init):
+            raise ValueError(f"--attn-gamma-init must be a number, not {self.attn_gamma_init}.")
         g_ok, d_ok = generator_resolutions(self.image_size), discriminator_resolutions(self.image_size)
         for name, net, wanted, ok in (("g_attn", "generator", self.g_attn, g_ok),
                                       ("d_attn", "discriminator", self.d_attn, d_ok)):

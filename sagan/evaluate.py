@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from . import inception, metrics
+from .attention_metrics import FACES, generator_report, report_lines
 from .atomic import atomic_write, why_unwritable
 from .checkpoint import export_config, load_generator, read_export_metadata
 from .config import ModelConfig
@@ -183,7 +184,8 @@ def score(g: torch.nn.Module, ref: dict, extractor: Extractor, num_samples: int,
     """A metrics.jsonl entry: FID, and KID, precision and recall (None when the reference has no features;
     precision and recall also when either set has no more than metrics.NEIGHBOURS) of generator ``g``'s seeds
     0..num_samples-1 (``truncation``: a threshold for sampling.latent, None for none) against ``ref`` (from
-    reference_statistics), and what they were measured against."""
+    reference_statistics), what they were measured against, and how much each attention layer's maps depend
+    on the query (attention_metrics.generator_report over seeds 0..63, keyed by layer name)."""
     features = generated_features(g, num_samples, extractor, batch_size, progress, truncation)
     mu, sigma = metrics.statistics(features)
     real = ref["features"]
@@ -195,7 +197,8 @@ def score(g: torch.nn.Module, ref: dict, extractor: Extractor, num_samples: int,
             "num_samples": num_samples, "truncation": truncation, "num_reference": ref.get("count"),
             "network": ref.get("network_sha256"),
             "fid": metrics.fid_from_statistics(mu, sigma, ref["mu"], ref["sigma"]),
-            "kid": None if real is None else metrics.kid(features, real), "precision": precision, "recall": recall}
+            "kid": None if real is None else metrics.kid(features, real), "precision": precision, "recall": recall,
+            "attention": generator_report(g)}
 
 
 def evaluate(checkpoint: str | Path, reference: str | Path, extractor: Extractor, network_sha256: str, holdout: int = 0,
@@ -310,6 +313,9 @@ def main(argv=None) -> int:
         truncated = "" if threshold is None else f" at truncation {threshold:g}"
         print(f"FID {result['fid']:.4f}  {rest}  ({result['num_samples']} generated{truncated}, "
               f"{result['num_reference'] or 'unknown number of'} reference images)")
+        print(f"attention over the faces of seeds 0..{FACES - 1}:")
+        for line in report_lines(result["attention"]):
+            print("  " + line)
         if result["reference_cache"]:
             print(f"reference statistics: {result['reference_cache']} (pass it as --reference to reuse them)")
         if args.run:

@@ -3,7 +3,9 @@
 The generator is the blog post's DCGAN-style ladder of spectral-normalised transposed convolutions
 with BatchNorm and ReLU, its channel bug fixed: at 64x64 the ladder is 512 -> 256 -> 128 -> 64 -> 3
 over 4x4 -> 8x8 -> 16x16 -> 32x32 -> 64x64 maps. Self-attention follows whichever feature maps the
-config names. The discriminator mirrors it with strided spectral-norm convolutions and LeakyReLU.
+config names, with the config's attention options. The discriminator mirrors it with strided spectral-norm
+convolutions and LeakyReLU; its attention stays the plain SAGAN block, so attention designs are compared
+against the same critic.
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ class Generator(nn.Module):
                 nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=False)
             self.blocks.append(nn.Sequential(spectral_norm(conv), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)))
             in_ch = out_ch
-        self.attn = nn.ModuleDict({str(r): SelfAttention(_channels(cfg, r), pool=cfg.attn_pool)
+        self.attn = nn.ModuleDict({str(r): SelfAttention(_channels(cfg, r), cfg.attn_pool, cfg.attn_heads, cfg.attn_dnl,
+                                                         cfg.attn_cosine, cfg.attn_rel_pos, r, cfg.attn_gamma_init)
                                    for r in cfg.g_attn})
         self.to_rgb = nn.Sequential(nn.ConvTranspose2d(in_ch, 3, 4, 2, 1, bias=False), nn.Tanh())
         self.resolutions = resolutions

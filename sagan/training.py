@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .atomic import why_unwritable
+from .attention_metrics import report_scalars
 from .augment import parse_policy
 from .checkpoint import export_generator
 from .config import TrainConfig
@@ -165,8 +166,9 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
             if validate and (models.step % cfg.eval_every == 0 or done):
                 result = validate(models.G_ema, models.step)
                 run.record_metrics(result)
-                run.log(models.step, {f"metrics/{k}": result[k] for k in ("fid", "kid", "precision", "recall")
-                                      if result[k] is not None})  # (precision and recall: None from 3 faces or fewer)
+                run.log(models.step, {**{f"metrics/{k}": result[k] for k in ("fid", "kid", "precision", "recall")
+                                         if result[k] is not None},  # (precision, recall: None from 3 faces or fewer)
+                                      **report_scalars(result["attention"])})
                 bar.write(f"step {models.step}: validation FID {result['fid']:.2f}")
                 if result["fid"] < models.best_fid:
                     models.best_fid = result["fid"]

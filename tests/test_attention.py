@@ -1,10 +1,16 @@
-"""Self-attention (sagan/attention.py): the paper's formula, rows that are distributions, and hooks that
-capture every layer's maps and leave nothing behind."""
+"""Self-attention (sagan/attention.py): the paper's formula, rows that are distributions, hooks that
+capture every layer's maps and leave nothing behind, and the options: each its formula, each doing what
+it is for, and none of them changing an export made before they existed."""
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
 
-from sagan.attention import SelfAttention, capture_attention
+from sagan.attention import SelfAttention, capture_attention, positional_bias_off
+from sagan.checkpoint import load_generator
 from sagan.networks import Generator
 from tests.factories import tiny_model
 
@@ -28,7 +34,7 @@ def test_capture_sees_every_layer_and_leaves_no_hooks():
     with capture_attention(g) as maps:
         g(torch.randn(1, 8))
     assert [(m.name, m.resolution, m.weights.shape[1]) for m in maps] == [("attn.8", 8, 64), ("attn.16", 16, 256)]
-    assert all(not a.softmax._forward_hooks for a in g.attn.values())
+    assert all(not a.attend._forward_hooks for a in g.attn.values())
 
 
 def test_attention_changes_output_once_gamma_is_set():
@@ -58,3 +64,179 @@ def test_forward_is_the_papers_formula(pool):
     if pool:
         o = conv(attn.out, o)
     torch.testing.assert_close(attn(x), x + 0.7 * o)
+
+
+# --- The options (issue 20): defaults are today's block, each option does what it says. ---
+
+def test_defaults_are_todays_block_parameter_for_parameter():
+    attn = SelfAttention(32, pool=True)
+    assert sorted(name for name, _ in attn.named_parameters()) == sorted(
+        ["gamma"] + [f"{m}.parametrizations.weight.original" for m in ("query", "key", "value", "out")])
+    assert not list(attn.buffers(recurse=False))
+
+
+def test_an_export_made_before_the_options_renders_bit_for_bit_as_it_did():
+    """tests/data/old_tiny*.safetensors were written by the attention of commit 1402490 (before the options):
+    a tiny exported generator and, for fixed latents, its faces and attention maps, computed with 2 threads."""
+    data = Path(__file__).parent / "data"
+    saved = load_file(data / "old_tiny_outputs.safetensors")
+    g = load_generator(data / "old_tiny.safetensors")
+    assert (g.cfg.attn_dnl, g.cfg.attn_cosine, g.cfg.attn_rel_pos, g.cfg.attn_heads, g.cfg.attn_gamma_init) == \
+        (False, False, False, 1, 0.0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the kernels' split over threads changes the last bits
+    try:
+        with torch.inference_mode(), capture_attention(g) as maps:
+            faces = g(saved["z"])
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(faces, saved["faces"])
+    assert torch.equal(maps[0].weights, saved["attn.8"]) and torch.equal(maps[1].weights, saved["attn.16"])
+
+
+def _reference(attn: SelfAttention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weights (B, H, N, M), output) of the options written out with einsum, one head at a time."""
+    def conv(module, t):
+        return torch.einsum("oc,bchw->bohw", module.weight[:, :, 0, 0], t)
+    b, c, h, w = x.shape
+    heads = attn.heads
+    q, k, v = conv(attn.query, x).flatten(2), conv(attn.key, x), conv(attn.value, x)
+    if attn.pool:
+        k, v = F.max_pool2d(k, 2), F.max_pool2d(v, 2)
+    k, v = k.flatten(2), v.flatten(2)
+    q, k, v = (t.reshape(b, heads, -1, t.shape[-1]) for t in (q, k, v))  # (B, H, d, positions)
+    if attn.dnl:
+        q, k = q - q.mean(-1, keepdim=True), k - k.mean(-1, keepdim=True)
+    if attn.cosine:
+        q, k = q / q.norm(dim=2, keepdim=True), k / k.norm(dim=2, keepdim=True)
+    logits = torch.einsum("bhdn,bhdm->bhnm", q, k)
+    if attn.cosine:
+        logits = logits * attn.logit_scale.exp().clamp(max=100).view(1, heads, 1, 1)
+    if attn.use_rel_pos:
+        stride = 2 if attn.pool else 1
+        for n in range(h * w):
+            for m in range(k.shape[-1]):
+                ky, kx = divmod(m, w // stride)
+                logits[:, :, n, m] += attn.rel_pos[:, n // w - ky * stride + h - 1, n % w - kx * stride + w - 1]
+    weights = logits.softmax(-1)
+    if attn.dnl:
+        unary = conv(attn.unary, x)
+        unary = F.max_pool2d(unary, 2) if attn.pool else unary
+        weights = (weights + unary.flatten(2).softmax(-1).unsqueeze(2)) / 2
+    o = torch.einsum("bhnm,bhcm->bhcn", weights, v).reshape(b, -1, h, w)
+    if attn.pool:
+        o = conv(attn.out, o)
+    return weights, x + attn.gamma * o
+
+
+@pytest.mark.parametrize("pool", [False, True])
+@pytest.mark.parametrize("options", [dict(dnl=True), dict(cosine=True), dict(rel_pos=True), dict(heads=2),
+                                     dict(dnl=True, cosine=True, rel_pos=True, heads=2)],
+                         ids=["dnl", "cosine", "rel_pos", "heads", "all"])
+def test_each_option_is_its_formula_and_the_hook_sees_the_weights_a_query_attends_with(pool, options):
+    torch.manual_seed(0)
+    attn = SelfAttention(32, pool=pool, grid=8, gamma_init=0.7, **options).eval()
+    x = torch.randn(2, 32, 8, 8)
+    with capture_attention(attn) as maps:
+        y = attn(x)
+    weights, expected = _reference(attn, x)
+    (m,) = maps
+    got = m.weights if attn.heads > 1 else m.weights.unsqueeze(1)
+    assert m.weights.dim() == (4 if attn.heads > 1 else 3)
+    torch.testing.assert_close(got, weights.detach())
+    torch.testing.assert_close(y, expected)
+    torch.testing.assert_close(got.sum(-1), torch.ones_like(got[..., 0]))
+
+
+def test_gamma_starts_at_its_initial_value():
+    attn = SelfAttention(16, gamma_init=0.25)
+    assert attn.gamma.item() == 0.25 and attn.gamma.shape == (1,)
+
+
+class _PlusConstant(nn.Module):
+    """A query projection that adds the same vector at every position."""
+
+    def __init__(self, projection: nn.Module, shift: torch.Tensor):
+        super().__init__()
+        self.projection, self.shift = projection, shift
+
+    def forward(self, x):
+        return self.projection(x) + self.shift.view(1, -1, 1, 1)
+
+
+@pytest.mark.parametrize("dnl", [True, False])
+def test_dnl_pairwise_term_ignores_a_vector_added_to_every_query(dnl):
+    """Whitening removes the query-independent part of the logits: q_i + c attends as q_i does."""
+    torch.manual_seed(0)
+    attn = SelfAttention(32, dnl=dnl).eval()
+    x = torch.randn(2, 32, 8, 8)
+    with capture_attention(attn) as maps:
+        attn(x)
+        attn.query = _PlusConstant(attn.query, 5 * torch.randn(4))
+        attn(x)
+    same = torch.allclose(maps[0].weights, maps[1].weights, atol=1e-6)
+    assert same == dnl
+
+
+def test_cosine_logits_are_bounded_by_the_clamped_scale():
+    """Cosine weights ignore the size of the features (a dot product's sharpen as they grow), and a scale
+    learned past 100 acts as 100."""
+    torch.manual_seed(0)
+    attn, plain = SelfAttention(32, cosine=True).eval(), SelfAttention(32).eval()
+    assert attn.logit_scale.exp().tolist() == pytest.approx([10.0])
+    x = torch.randn(2, 32, 8, 8)
+    with capture_attention(attn) as maps, capture_attention(plain) as plain_maps:
+        for scale in (1, 30):
+            attn(scale * x), plain(scale * x)
+    torch.testing.assert_close(maps[0].weights, maps[1].weights)
+    assert not torch.allclose(plain_maps[0].weights, plain_maps[1].weights, atol=1e-3)
+    logits = maps[0].weights.log()
+    assert float((logits.amax(-1) - logits.amin(-1)).max()) <= 2 * 10 + 1e-3  # cos in [-1, 1] times 10
+    maps.clear()
+    with torch.no_grad(), capture_attention(attn) as maps:
+        for scale in (100.0, 1e4):
+            attn.logit_scale.fill_(torch.tensor(scale).log())
+            attn(x)
+    assert torch.equal(maps[0].weights, maps[1].weights)
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_relative_bias_moves_the_map_with_the_query_and_switching_it_off_removes_that(pool):
+    """Constant content gives every query the same logits; a bias peaked at the offsets from a key cell's
+    top-left query cell to its own query cells makes each query look at the key cell it lies in, and with
+    the bias off every row is uniform again."""
+    attn = SelfAttention(32, pool=pool, rel_pos=True, grid=8).eval()
+    stride = 2 if pool else 1
+    with torch.no_grad():
+        attn.rel_pos.zero_()
+        attn.rel_pos[:, 7:7 + stride, 7:7 + stride] = 10.0  # offsets 0..stride-1 (index 7 is offset 0)
+    x = torch.randn(1, 32, 1, 1).expand(1, 32, 8, 8)
+    with capture_attention(attn) as maps:
+        attn(x)
+        with positional_bias_off(attn):
+            attn(x)
+        attn(x)
+    biased, content, again = (m.weights[0] for m in maps)
+    ys, xs = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
+    own_cell = (ys // stride) * (8 // stride) + xs // stride
+    assert torch.equal(biased.argmax(-1), own_cell.flatten())
+    torch.testing.assert_close(content, torch.full_like(content, 1 / content.shape[-1]))
+    assert torch.equal(again, biased) and attn.use_rel_pos  # switched back on after the block
+
+
+def test_heads_are_captured_one_map_each_with_rows_summing_to_one():
+    torch.manual_seed(0)
+    g = Generator(tiny_model(conv_dim=16, attn_heads=2, g_attn=(8, 16)))
+    with capture_attention(g) as maps:
+        g(torch.randn(3, 8))
+    assert [tuple(m.weights.shape) for m in maps] == [(3, 2, 64, 16), (3, 2, 256, 64)]
+    for m in maps:
+        torch.testing.assert_close(m.weights.sum(-1), torch.ones(m.weights.shape[:-1]))
+        assert not torch.allclose(m.weights[:, 0], m.weights[:, 1])
+
+
+def test_heads_that_do_not_divide_the_channels_are_refused_naming_the_flag():
+    with pytest.raises(ValueError, match="--attn-heads 3"):
+        SelfAttention(64, heads=3)
+    with pytest.raises(ValueError, match="--attn-heads 3 must divide --conv-dim / 8"):
+        tiny_model(conv_dim=16, attn_heads=3)
