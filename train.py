@@ -22,6 +22,7 @@ from sagan.config import IMAGE_SIZES, MODEL_FLAGS, PRESETS, TrainConfig, from_fl
 from sagan.data import DataError
 from sagan.devices import DEVICES, PRECISIONS, resolve_device
 from sagan.sampling import MAX_SEED
+from sagan.standing import STANDING_BATCHES
 from sagan.training import TrainingError, train
 
 CONFIG_FLAGS = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"} | set(MODEL_FLAGS)
@@ -65,7 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--lr-d", type=float, help=f"discriminator learning rate (default {d.lr_d})")
     a("--beta1", type=float, help=f"Adam beta1 of both networks (default {d.beta1})")
     a("--beta2", type=float, help=f"Adam beta2 of both networks (default {d.beta2})")
-    a("--ema-kimg", type=float, help=f"half-life of the sampled generator's EMA in kimg (default {d.ema_kimg})")
+    a("--ema-kimg", type=float, help="half-life of the sampled generator's EMA in kimg (default: 10 per 32 images "
+      "of the global batch, 20 at batch 64, 80 at 256)")
     a("--ema-rampup", type=float, help=f"EMA half-life ramp-up fraction, 0 for none (default {d.ema_rampup})")
     a("--diffaugment", help='DiffAugment policy, e.g. "color,translation,cutout" (default off)')
     a("--d-steps", type=int, help=f"D updates per G update, each on its own batch (default {d.d_steps})")
@@ -91,8 +93,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--keep-ckpts", type=int, help=f"periodic checkpoints kept, 0 for all (default {d.keep_ckpts})")
     a("--num-grid", type=int, help=f"faces in each progress grid, seeds 0..N-1 (default {d.num_grid})")
     a("--cache-dir", help="where decoded data sets and reference statistics are cached (default <out>/cache)")
-    a("--eval-every", type=int, help="steps between validation FIDs on the --holdout split, the best state kept "
-      "in checkpoints/best.pt (default 0: off)")
+    a("--eval-every", type=int, help="steps between validation FIDs on the --holdout split (or --eval-data), the "
+      "best state kept in checkpoints/best.pt (default 0: off)")
+    a("--eval-data", help="folder or .zip of validation faces for --eval-every, all its images, e.g. one written by "
+      "`python -m sagan.pack --split holdout` (default: the --holdout split of --data)")
     a("--eval-samples", type=int, help=f"generated faces per validation FID (default {d.eval_samples})")
     a("--inception", metavar="PATH", help="TorchScript Inception for --eval-every (default: the "
       f"{inception.WHEEL} wheel's); a resumed run keeps it")
@@ -103,12 +107,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--export", metavar="PATH.safetensors", help="write the EMA generator here at the end (alone: export <out>)")
     a("--export-dtype", choices=("fp32", "fp16"), help="dtype of exported weights (default fp32)")
     a("--export-best", action="store_true", help="export checkpoints/best.pt (lowest validation FID), not the last")
+    a("--standing-stats", type=int, metavar="N", help="batches of 256 fresh latents the exported G_ema's BatchNorm "
+      f"statistics are measured on (default {STANDING_BATCHES}; 0: keep those copied from G)")
     a("--no-progress", action="store_true", help="no progress bars (training and validation)")
     return p.parse_args(argv)
 
 
 # What --export without --data or --resume reads: it exports an existing run and trains nothing.
-EXPORT_ONLY_FLAGS = {"out", "export", "export_dtype", "export_best", "no_progress"}
+EXPORT_ONLY_FLAGS = {"out", "export", "export_dtype", "export_best", "standing_stats", "no_progress"}
 
 
 def main(argv=None) -> int:
@@ -123,12 +129,17 @@ def main(argv=None) -> int:
         args = parse_args(argv)
     which = "best" if args.export_best else "latest"
     export_dtype = args.export_dtype or "fp32"
+    standing = STANDING_BATCHES if args.standing_stats is None else args.standing_stats
     out = Path(args.out or TrainConfig.out)  # the run's directory; a resumed run's own, once its config is read
     try:
-        for flag in ("export_best", "export_dtype"):
-            if getattr(args, flag) and not args.export:
-                raise TrainingError(f"--{flag.replace('_', '-')} says how --export writes: "
-                                    "add --export PATH.safetensors.")
+        # (identity, not equality: --standing-stats 0 is given, though 0 == False)
+        given = [flag for flag in ("export_best", "export_dtype", "standing_stats")
+                 if getattr(args, flag) is not None and getattr(args, flag) is not False]
+        if given and not args.export:
+            raise TrainingError(f"--{given[0].replace('_', '-')} says how --export writes: "
+                                "add --export PATH.safetensors.")
+        if standing < 0:
+            raise TrainingError(f"--standing-stats must be 0 (keep G's BatchNorm statistics) or more, not {standing}.")
         if args.export:
             check_export_path(args.export)
         if args.export and not args.data and not args.resume:
@@ -137,7 +148,7 @@ def main(argv=None) -> int:
                 raise TrainingError(f"--export without --data or --resume only exports the run in --out, so "
                                     f"{', '.join('--' + k.replace('_', '-') for k in ignored)} would be ignored: "
                                     "add --resume to train first, or leave them out.")
-            step = export_run(out, args.export, export_dtype, which)
+            step = export_run(out, args.export, export_dtype, which, standing)
             print(f"exported the EMA generator of {out} ({which}, step {step}) to {args.export}")
             return 0
         flags = {k: v for k, v in vars(args).items() if v is not None and k in CONFIG_FLAGS}
@@ -149,15 +160,19 @@ def main(argv=None) -> int:
         out = Path(cfg.out)
         if not cfg.data:
             raise TrainingError("no data: pass --data FOLDER_OR_ZIP.")
-        if args.export_best and not (cfg.eval_every > 0 and cfg.holdout > 0):
+        validated = cfg.eval_every > 0 and (cfg.holdout > 0 or bool(cfg.eval_data))
+        if args.export_best and not validated:
             raise TrainingError("--export-best exports the state with the lowest validation FID: add --eval-every N "
-                                "and --holdout N, which measure it.")
+                                "and --holdout N (or --eval-data), which measure it.")
+        if args.eval_data and not cfg.eval_every > 0:
+            raise TrainingError("--eval-data names the faces --eval-every measures FID against: add --eval-every N, "
+                                "or leave it out.")
         for flag in ("inception", "inception_sha256"):
             if getattr(args, flag) and not cfg.eval_every > 0:
                 raise TrainingError(f"--{flag.replace('_', '-')} names the network --eval-every measures FID with: "
                                     "add --eval-every N and --holdout N, or leave it out.")
         extractor = None
-        if cfg.eval_every > 0 and cfg.holdout > 0 and main_process:
+        if validated and main_process:
             extractor = inception.load(cfg.inception or None, resolve_device(cfg.device), cfg.inception_sha256,
                                        fixed=state is not None and "inception_sha256" in state["config"])
         changes = resume_changes(state["config"], cfg) if state else []
@@ -165,12 +180,12 @@ def main(argv=None) -> int:
             print(f"resuming with changed settings: {', '.join(changes)}", flush=True)
         models = train(cfg, resume_state=state, export=None if args.export_best else args.export,
                        export_dtype=export_dtype, progress=not args.no_progress, extractor=extractor,
-                       resume_from=resume_from)
+                       resume_from=resume_from, standing_batches=standing)
         if main_process:
             print(f"trained to step {models.step}; the run is in {out}" if models.step >= cfg.steps else
                   f"stopped by --max-minutes at step {models.step} of {cfg.steps}: continue with --resume {out}")
         if args.export and main_process:
-            step = export_run(cfg.out, args.export, export_dtype, "best") if args.export_best else models.step
+            step = export_run(cfg.out, args.export, export_dtype, "best", standing) if args.export_best else models.step
             print(f"exported the EMA generator ({which}, step {step}) to {args.export}")
     except (DataError, CheckpointError, TrainingError, ValueError) as e:
         if reports:

@@ -20,6 +20,7 @@ from safetensors import safe_open
 from .atomic import atomic_write, why_unwritable
 from .config import ModelConfig, TrainConfig
 from .networks import Generator
+from .standing import STANDING_BATCH_SIZE, STANDING_BATCHES, standing_statistics
 
 STATE_VERSION = 1
 EXPORT_FORMAT = "sagan-anime/generator/1"
@@ -67,9 +68,10 @@ def resume_checkpoint(resume: str, out: str | None) -> tuple[Path, str | None]:
     return path, run
 
 
-def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, dtype: str = "fp32", which: str = "latest") -> int:
+def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, dtype: str = "fp32", which: str = "latest",
+               standing_batches: int = STANDING_BATCHES) -> int:
     """Export the EMA generator of a run's checkpoints/<which>.pt (``latest``, ``best``, ``step-0002000``)
-    without training; returns its step."""
+    without training, with ``standing_batches`` of standing statistics (see export_generator); returns its step."""
     if Path(run_dir).is_file():
         raise CheckpointError(f"{str(run_dir)!r} is a file: --out names a run directory, the one holding checkpoints/.")
     source = Path(run_dir) / "checkpoints" / f"{which}.pt"
@@ -81,21 +83,28 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, dtype: str =
     state = load_training_state(source)
     g = Generator(TrainConfig.from_dict(state["config"]).model)
     g.load_state_dict(state["G_ema"])
-    export_generator(g, path, dtype=dtype, step=int(state["step"]))
+    export_generator(g, path, dtype=dtype, step=int(state["step"]), standing_batches=standing_batches)
     return int(state["step"])
 
 
-def export_generator(g: Generator, path: str | os.PathLike, dtype: str = "fp32", step: int | None = None) -> None:
-    """Save a generator's weights as safetensors, its ModelConfig in the metadata."""
+def export_generator(g: Generator, path: str | os.PathLike, dtype: str = "fp32", step: int | None = None,
+                     standing_batches: int = STANDING_BATCHES) -> None:
+    """Save a generator's weights as safetensors, its ModelConfig in the metadata. Its BatchNorm statistics are
+    first measured on ``standing_batches`` batches of its own faces (standing.py; 0: saved as they are), and the
+    metadata says how many (``standing_stats_batches``; files exported before this have no such entry)."""
     if dtype not in ("fp32", "fp16"):
         raise ValueError(f"export dtype must be fp32 or fp16, not {dtype!r}.")
+    path = check_export_path(path)
+    g = standing_statistics(g, standing_batches)
     target = torch.float16 if dtype == "fp16" else torch.float32
     tensors = {k: (v.to(target) if v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in g.state_dict().items()}
-    metadata = {"format": EXPORT_FORMAT, "config": json.dumps(dataclasses.asdict(g.cfg))}
+    metadata = {"format": EXPORT_FORMAT, "config": json.dumps(dataclasses.asdict(g.cfg)),
+                "standing_stats_batches": str(standing_batches)}
+    if standing_batches:
+        metadata["standing_stats_batch_size"] = str(STANDING_BATCH_SIZE)
     if step is not None:
         metadata["step"] = str(step)
-    path = check_export_path(path)
     # Serialised in memory and written as bytes rather than with safetensors' save_file, which creates files
     # readable by their owner only: an app running as another user (a container, a Space) must read them.
     data = save(tensors, metadata=metadata)

@@ -125,7 +125,8 @@ class TrainConfig:
     lr_d: float = 4e-4                        # discriminator Adam learning rate (TTUR)
     beta1: float = 0.0                        # Adam beta1
     beta2: float = 0.9                        # Adam beta2
-    ema_kimg: float = 10.0                    # half-life of the generator's EMA, in thousands of images
+    ema_kimg: float | None = None             # half-life of the generator's EMA, thousands of images; None: scaled
+                                              # with the batch, 10 kimg per 32 images (StyleGAN2-ADA)
     ema_rampup: float = 0.05                  # early on the half-life is at most this fraction of images seen
     diffaugment: str = ""                     # DiffAugment policy, e.g. "color,translation,cutout"; empty: off
     d_steps: int = 1                          # D updates per G update, each on its own real batch and fakes
@@ -134,6 +135,8 @@ class TrainConfig:
     topk: float = 0.0                         # top-k G loss (Sinha et al. 2020): floor of the share of fakes kept; 0: off
     topk_kimg: float = 30.0                   # the kept share falls by 1% per this many thousand G images
     holdout: int = 0                          # last N files by name kept out of training (validation split)
+    eval_data: str = ""                       # folder or .zip of validation faces (all its images) for --eval-every,
+                                              # e.g. sagan.pack --split holdout; empty: the --holdout split of data
     max_images: int = 0                       # train on the training split's first N files by name only; 0: all
     seed: int = 0                             # seeds weights, latents, data order and augmentation
     device: str = "auto"                      # auto, cpu or cuda
@@ -171,7 +174,7 @@ class TrainConfig:
         if not self.bcr_weight < math.inf:
             raise ValueError(f"--bcr-weight must be a finite number, not {self.bcr_weight}.")
         for name in ("lr_g", "lr_d", "ema_kimg", "topk_kimg"):
-            if not 0 < getattr(self, name) < math.inf:
+            if not (name == "ema_kimg" and self.ema_kimg is None) and not 0 < getattr(self, name) < math.inf:
                 raise ValueError(f"{_flag(name)} must be a number above 0, not {getattr(self, name)}.")
         if not 0 <= self.seed <= MAX_SEED:  # (data order and random streams mix it into 64-bit seeds)
             raise ValueError(f"--seed must be from 0 to {MAX_SEED:,}, not {self.seed}.")
@@ -221,7 +224,8 @@ def from_flags(flags: dict, saved: dict | None = None) -> TrainConfig:
     if "inception_sha256" in flags:  # a hash is one network, whatever its case
         flags = {**flags, "inception_sha256": flags["inception_sha256"].lower()}
     # Saved absolute, so a resumed run finds them from any working directory.
-    flags = {k: os.path.abspath(v) if k in ("data", "cache_dir", "inception") and v else v for k, v in flags.items()}
+    flags = {k: os.path.abspath(v) if k in ("data", "eval_data", "cache_dir", "inception") and v else v
+             for k, v in flags.items()}
     if saved is not None:
         cfg = TrainConfig.from_dict(saved)
         changed = {k for k in MODEL_FLAGS if k in flags and flags[k] != getattr(cfg.model, k)}

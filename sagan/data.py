@@ -59,7 +59,7 @@ def list_images(path: str | os.PathLike) -> list[str]:
     raise DataError(f"data path {str(path)!r} is neither a folder nor a .zip file.")
 
 
-def _read_all(path: Path, names: list[str]) -> list[bytes | None]:
+def read_files(path: Path, names: list[str]) -> list[bytes | None]:
     """Each file's bytes; None for one that cannot be read (a damaged zip member, an unreadable file),
     which is then skipped like an image that cannot be decoded."""
     def read(read_one, name):
@@ -152,7 +152,7 @@ def load_images(path: str | os.PathLike, image_size: int, cache_dir: str | os.Pa
         if cache_file.exists():
             return torch.from_numpy(np.load(cache_file))
 
-    blobs = _read_all(path, names)
+    blobs = read_files(path, names)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         decoded = list(pool.map(lambda b: None if b is None else decode_image(b, image_size), blobs, chunksize=64))
     bad = [n for n, d in zip(names, decoded) if d is None]

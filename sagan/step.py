@@ -78,15 +78,22 @@ def restore(models: Models, state: dict) -> None:
             torch.cuda.set_rng_state(cuda_state, index)
 
 
+def ema_half_life_kimg(cfg: TrainConfig, world: int = 1) -> float:
+    """The EMA's half-life in thousands of images: ``cfg.ema_kimg``, or when that is None, 10 kimg per 32
+    images of the global batch, as StyleGAN2-ADA scales it (80 kimg at 256), so it spans about the same
+    number of steps (312) whatever the batch."""
+    return cfg.ema_kimg if cfg.ema_kimg is not None else cfg.batch_size * world * 10 / 32
+
+
 def ema_decay(cfg: TrainConfig, step: int, world: int = 1) -> float:
-    """Per-step EMA decay for a half-life of ema_kimg thousand images (StyleGAN2-ADA's schedule), when
+    """Per-step EMA decay for the half-life ``ema_half_life_kimg`` (StyleGAN2-ADA's schedule), when
     each step trains on the global batch of ``world`` processes.
 
     The ramp-up shortens the half-life early in training, so the average never leans on the
     random weights of the first steps.
     """
     images_per_step = cfg.batch_size * world
-    half_life = cfg.ema_kimg * 1000
+    half_life = ema_half_life_kimg(cfg, world) * 1000
     if cfg.ema_rampup > 0:
         half_life = min(half_life, step * images_per_step * cfg.ema_rampup)
     return 0.5 ** (images_per_step / max(half_life, 1e-8))

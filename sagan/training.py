@@ -22,10 +22,11 @@ from .data import check_split, list_images, load_images
 from .devices import resolve_device, resolve_precision
 from .distributed import (collective_timeout, init_distributed, out_of_time, process_group_teardown, sync_buffers,
                           wrap_ddp)
-from .evaluate import Extractor, reference_statistics, score
+from .evaluate import Extractor, check_reference, reference_statistics, score
 from .graphs import GraphedIteration, use_cuda_graphs
 from .rundir import RunDirectory, RunLock
 from .sampling import latents
+from .standing import STANDING_BATCHES
 from .step import (Iteration, Models, build_models, cuda_speed_settings, make_autocast, maybe_compile, restore,
                    training_state)
 
@@ -35,10 +36,11 @@ class TrainingError(RuntimeError):
 
 
 def validation(cfg: TrainConfig, extractor: Extractor, progress: bool = True) -> Callable[[nn.Module, int], dict]:
-    """(g, step) -> metrics.jsonl entry with validation FID and KID against the holdout split, whose
-    statistics are computed (or read from the cache) once. ``extractor`` is the network
-    ``cfg.inception_sha256`` names."""
-    ref = reference_statistics(cfg.data, cfg.model.image_size, extractor, cfg.inception_sha256, cfg.holdout,
+    """(g, step) -> metrics.jsonl entry with validation FID and KID against the validation faces (all of
+    ``cfg.eval_data``, or the holdout split of ``cfg.data``), whose statistics are computed (or read from the
+    cache) once. ``extractor`` is the network ``cfg.inception_sha256`` names."""
+    reference, holdout = (cfg.eval_data, 0) if cfg.eval_data else (cfg.data, cfg.holdout)
+    ref = reference_statistics(reference, cfg.model.image_size, extractor, cfg.inception_sha256, holdout,
                                cache_dir=cfg.cache_dir or Path(cfg.out) / "cache", progress=progress)
     return lambda g, step: {"step": step, "source": "train --eval-every",
                             **score(g, ref, extractor, cfg.eval_samples, progress=progress)}
@@ -46,9 +48,11 @@ def validation(cfg: TrainConfig, extractor: Extractor, progress: bool = True) ->
 
 def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None = None,
           export_dtype: str = "fp32", progress: bool = True, tensorboard: bool = True,
-          extractor: Extractor | None = None, resume_from: Path | None = None) -> Models:
+          extractor: Extractor | None = None, resume_from: Path | None = None,
+          standing_batches: int = STANDING_BATCHES) -> Models:
     """Train (or continue training ``resume_state``, loaded from the file ``resume_from``) as ``cfg``
-    says; returns the models at the final step. ``cfg.max_minutes`` counts from this call.
+    says; returns the models at the final step. ``cfg.max_minutes`` counts from this call. ``export``
+    writes G_ema there at the end, with ``standing_batches`` of standing statistics (export_generator).
 
     Run under torchrun, each process trains on its share of a global batch of
     ``batch_size * world_size`` images. With ``cfg.eval_every``, rank 0 measures FID with
@@ -58,21 +62,25 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None
     # The group _train starts ends with it, after its last collective: on return, error or stop.
     with cuda_speed_settings(device), RunLock(Path(cfg.out)) as lock, process_group_teardown():
         return _train(cfg, device, lock, resume_state, resume_from, export, export_dtype, progress, tensorboard,
-                      extractor)
+                      extractor, standing_batches)
 
 
 def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: dict | None, resume_from: Path | None,
            export: str | None, export_dtype: str, progress: bool, tensorboard: bool,
-           extractor: Extractor | None) -> Models:
+           extractor: Extractor | None, standing_batches: int) -> Models:
     started = time.perf_counter()  # --max-minutes includes decoding the data and the holdout's statistics
     cfg.check()
     check_run_directory(Path(cfg.out), resume_state, cfg.steps, resume_from)
     if cfg.cache_dir:
         check_writable_directory(Path(cfg.cache_dir), "--cache-dir")
-    if cfg.eval_every > 0 and cfg.holdout < 2:  # a covariance needs two faces
+    if cfg.eval_every > 0 and cfg.holdout < 2 and not cfg.eval_data:  # a covariance needs two faces
         raise TrainingError("--eval-every measures FID on the validation split, of at least 2 faces: add --holdout N "
-                            "(e.g. 2000).")
-    validation_images = cfg.holdout + cfg.eval_samples if cfg.eval_every > 0 else 0
+                            "(e.g. 2000), or --eval-data with the validation faces.")
+    if cfg.eval_every > 0 and cfg.eval_data:  # (its images are counted, its cache folder checked, before training)
+        check_reference(cfg.eval_data, 0, cfg.cache_dir or Path(cfg.out) / "cache", cfg.model.image_size,
+                        cfg.inception_sha256)
+    validation_images = 0 if cfg.eval_every <= 0 else \
+        (len(list_images(cfg.eval_data)) if cfg.eval_data else cfg.holdout) + cfg.eval_samples
     ranks, device = init_distributed(device, collective_timeout(validation_images))
     if cfg.sync_bn and ranks.world == 1:
         raise TrainingError("--sync-bn only applies to multi-process runs: start them with torchrun.")
@@ -181,7 +189,7 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
         if run:
             run.close()
     if export and ranks.main:
-        export_generator(models.G_ema, export, dtype=export_dtype, step=models.step)
+        export_generator(models.G_ema, export, dtype=export_dtype, step=models.step, standing_batches=standing_batches)
     if ranks.world > 1:
         dist.barrier()  # no rank leaves while rank 0 still writes
     return models

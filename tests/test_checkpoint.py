@@ -1,16 +1,23 @@
 """Checkpoint I/O (sagan/checkpoint.py): what is refused, with which message, and how exports are written."""
+import dataclasses
 import json
 import os
 import pickle
 import stat
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save
 
-from sagan.checkpoint import CheckpointError, export_generator, load_generator, load_training_state
+from sagan.checkpoint import EXPORT_FORMAT, CheckpointError, export_generator, load_generator, load_training_state
 from sagan.networks import Generator
+from sagan.sampling import latents
+from sagan.standing import STANDING_BATCH_SIZE, STANDING_BATCHES, batch_norms, standing_statistics
 from tests.factories import tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_code_carrying_pickle_is_refused(tmp_path, capsys):
@@ -69,7 +76,7 @@ def test_exports_are_readable_by_others_and_bad_targets_are_refused(tmp_path):
 
 
 def test_weights_that_do_not_match_their_config_are_refused(tmp_path):
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
     export_generator(Generator(tiny_model()), tmp_path / "g.safetensors")
     tensors = load_file(str(tmp_path / "g.safetensors"))
     wider = json.dumps({**json.loads(_metadata(tmp_path / "g.safetensors")["config"]), "conv_dim": 16})
@@ -77,6 +84,57 @@ def test_weights_that_do_not_match_their_config_are_refused(tmp_path):
               metadata={**_metadata(tmp_path / "g.safetensors"), "config": wider})
     with pytest.raises(CheckpointError, match="does not match"):
         load_generator(tmp_path / "bad.safetensors")
+
+
+def generator_with_copied_statistics() -> Generator:
+    """A generator whose BatchNorm buffers, like G_ema's in training, were measured on other weights."""
+    torch.manual_seed(0)
+    g = Generator(tiny_model())
+    for m in batch_norms(g):
+        m.running_mean.fill_(0.3)
+        m.running_var.fill_(2.0)
+    return g.eval()
+
+
+def test_exports_carry_standing_statistics_say_so_and_repeat(tmp_path):
+    g = generator_with_copied_statistics()
+    for name in ("a", "b"):
+        export_generator(g, tmp_path / f"{name}.safetensors", step=7)
+    # The same tensors, byte for byte, and the same metadata (safetensors writes its metadata map in hash order,
+    # so the two headers may list the entries in another order).
+    a, b = (load_file(str(tmp_path / f"{name}.safetensors")) for name in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    metadata = _metadata(tmp_path / "a.safetensors")
+    assert _metadata(tmp_path / "b.safetensors") == metadata
+    assert metadata["standing_stats_batches"] == str(STANDING_BATCHES)
+    assert metadata["standing_stats_batch_size"] == str(STANDING_BATCH_SIZE)
+    loaded = load_generator(tmp_path / "a.safetensors").state_dict()
+    expected = standing_statistics(g).state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in expected.items())
+    assert not torch.equal(loaded["blocks.0.1.running_var"], g.state_dict()["blocks.0.1.running_var"])
+    # 0 batches: the statistics as they were, and the metadata says none were measured.
+    export_generator(g, tmp_path / "copied.safetensors", standing_batches=0)
+    assert _metadata(tmp_path / "copied.safetensors")["standing_stats_batches"] == "0"
+    kept = load_generator(tmp_path / "copied.safetensors").state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in g.state_dict().items())
+
+
+def test_exports_from_before_standing_statistics_load_and_draw_as_they_did(tmp_path):
+    """A file written as export_generator wrote them before, without the standing_stats entry: loading measures
+    nothing, so every seed draws the face it drew."""
+    g = generator_with_copied_statistics()
+    tensors = {k: v.contiguous() for k, v in g.state_dict().items()}
+    metadata = {"format": EXPORT_FORMAT, "config": json.dumps(dataclasses.asdict(g.cfg)), "step": "5"}
+    (tmp_path / "old.safetensors").write_bytes(save(tensors, metadata=metadata))
+    loaded = load_generator(tmp_path / "old.safetensors")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in tensors.items())
+    z = latents(range(4), g.cfg.z_dim)
+    with torch.no_grad():
+        assert torch.equal(loaded(z), g(z))
+    # The bundled generator, exported before standing statistics, keeps the buffers its file holds.
+    bundled = ROOT / "checkpoints" / "anime64.safetensors"
+    stored, state = load_file(str(bundled)), load_generator(bundled).state_dict()
+    assert all(torch.equal(state[k], v.to(state[k].dtype)) for k, v in stored.items())
 
 
 def _metadata(path):

@@ -123,6 +123,15 @@ def test_a_resumed_run_keeps_its_saved_options_unless_a_flag_overrides_them():
     assert from_flags({"inception_sha256": INCEPTION_SHA256.upper()}, saved).inception_sha256 == INCEPTION_SHA256
 
 
+def test_the_ema_half_life_is_saved_as_given_and_a_resumed_run_keeps_its_own():
+    cfg = TrainConfig()
+    cfg.check()  # None: scaled with the batch where it is used (step.ema_half_life_kimg)
+    assert cfg.ema_kimg is None and json.loads(cfg.to_json())["ema_kimg"] is None
+    earlier = dataclasses.asdict(TrainConfig(ema_kimg=10.0))  # a run started before the default scaled
+    assert from_flags({"steps": 200}, earlier).ema_kimg == 10.0
+    assert resume_changes(earlier, from_flags({"ema_kimg": 20.0}, earlier)) == ["--ema-kimg 10.0 -> 20.0"]
+
+
 def test_a_resumed_run_names_the_changed_settings_that_change_how_it_trains():
     saved = dataclasses.asdict(TrainConfig(steps=100))
     cfg = from_flags({"steps": 200, "log_every": 5, "out": "elsewhere", "eval_every": 10, "lr_d": saved["lr_d"],

@@ -12,8 +12,8 @@ from sagan.config import TrainConfig
 from sagan.data import batch_indices
 from sagan.distributed import Distributed
 from sagan.graphs import set_capturable
-from sagan.step import (Iteration, Recipe, StepInputs, build_models, cuda_speed_settings, ema_decay, make_autocast,
-                        restore, train_step, training_state)
+from sagan.step import (Iteration, Recipe, StepInputs, build_models, cuda_speed_settings, ema_decay,
+                        ema_half_life_kimg, make_autocast, restore, train_step, training_state)
 from tests.factories import tiny_train_config
 
 CPU = torch.device("cpu")
@@ -136,6 +136,25 @@ def test_ema_half_life_schedule():
     cfg = tiny_train_config("", "", batch_size=64, ema_kimg=10.0, ema_rampup=0.05)
     assert ema_decay(cfg, 1) < 0.01  # ramp-up: early on the EMA tracks G closely
     assert ema_decay(cfg, 10_000) == pytest.approx(0.5 ** (64 / 10_000))
+
+
+@pytest.mark.parametrize("batch, world, kimg", [(256, 1, 80), (64, 1, 20), (64, 4, 80), (32, 1, 10)])
+def test_the_default_ema_half_life_scales_with_the_global_batch(batch, world, kimg):
+    cfg = tiny_train_config("", "", batch_size=batch)
+    assert cfg.ema_kimg is None and ema_half_life_kimg(cfg, world) == kimg  # StyleGAN2-ADA: 10 kimg per 32 images
+    # Past the ramp-up the half-life is 312.5 steps whatever the batch.
+    assert ema_decay(cfg, 10 ** 7, world) ** 312.5 == pytest.approx(0.5)
+    # The ramp-up: after 100 steps the half-life is 5% of the images seen.
+    assert ema_decay(cfg, 100, world) == pytest.approx(0.5 ** (1 / (100 * 0.05)))
+    assert ema_half_life_kimg(tiny_train_config("", "", batch_size=batch, ema_kimg=10.0), world) == 10.0
+
+
+def test_the_old_and_new_default_half_lives_agree_while_the_ramp_up_rules():
+    """At batch 64 the ramp-up caps both below 10 kimg until 200k images are seen: the two defaults only part
+    after that (why a short CPU run cannot tell them apart)."""
+    new, old = (tiny_train_config("", "", batch_size=64, ema_kimg=kimg) for kimg in (None, 10.0))
+    assert all(ema_decay(new, step) == ema_decay(old, step) for step in (1, 100, 1000, 3125))
+    assert ema_decay(new, 6250) > ema_decay(old, 6250)
 
 
 def test_ema_half_life_counts_the_images_of_every_process():

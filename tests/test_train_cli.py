@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import train as train_cli
-from sagan.checkpoint import load_generator, load_training_state
+from sagan.checkpoint import load_generator, load_training_state, read_export_metadata
 from sagan.training import TrainingError
 from tests.factories import train_tiny
 
@@ -42,6 +42,10 @@ def test_cli_trains_resumes_and_exports(tmp_path, faces_dir, capsys):
     assert train_cli.main(["--out", str(tmp_path / "run"), "--export", str(tmp_path / "g.safetensors")]) == 0
     assert "step 3" in capsys.readouterr().out
     assert load_generator(tmp_path / "g.safetensors").cfg.image_size == 32
+    assert read_export_metadata(tmp_path / "g.safetensors")["standing_stats_batches"] == "40"
+    assert train_cli.main(["--out", str(tmp_path / "run"), "--export", str(tmp_path / "g.safetensors"),
+                           "--standing-stats", "0"]) == 0
+    assert read_export_metadata(tmp_path / "g.safetensors")["standing_stats_batches"] == "0"
 
 
 def test_time_limit_stops_at_a_log_step_with_a_checkpoint_and_export(tmp_path, faces_dir, capsys):
@@ -74,6 +78,12 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     (["--log-every", "0"], "--log-every must be at least 1, not 0"),
     (["--batch-size", "-4"], "--batch-size must be at least 1, not -4"),
     (["--export-dtype", "fp16"], "--export-dtype says how --export writes: add --export"),
+    (["--standing-stats", "0"], "--standing-stats says how --export writes: add --export"),
+    (["--export", "{tmp}/g.safetensors", "--standing-stats", "-1"], "--standing-stats must be 0 (keep G's BatchNorm "
+     "statistics) or more, not -1"),
+    (["--eval-data", "{tmp}/faces"], "--eval-data names the faces --eval-every measures FID against"),
+    (["--eval-every", "2", "--eval-data", "{tmp}/nothing.zip", "--device", "cpu"], "data path '{tmp}/nothing.zip' "
+     "does not exist"),
     (["--export", "{tmp}"], "cannot export to '{tmp}': it is a directory"),
     (["--resume"], "nothing to resume: no checkpoint at '{tmp}/run/checkpoints/latest.pt'. Start a new run"),
     (["--export", "{tmp}/g.safetensors", "--export-best"], "--export-best exports the state with the lowest "
@@ -367,4 +377,3 @@ def test_skipped_images_are_one_warning_line(tmp_path, faces_dir):
     assert "warning: skipped 1 of 13 files that could not be read or decoded as images (e.g. broken.jpg).\n" in \
         result.stderr
     assert "warnings.warn" not in result.stderr and "UserWarning" not in result.stderr
-
