@@ -130,7 +130,7 @@ class TrainConfig:
     ema_rampup: float = 0.05                  # early on the half-life is at most this fraction of images seen
     diffaugment: str = ""                     # DiffAugment policy, e.g. "color,translation,cutout"; empty: off
     d_steps: int = 1                          # D updates per G update, each on its own real batch and fakes
-    bcr_weight: float = 0.0                   # lambda of balanced consistency regularisation (Zhao et al. 2020); 0: off
+    bcr_weight: float = 0.0                   # lambda of balanced consistency regularisation (Zhao et al. 2020)
     bcr_augment: str = "translation"          # DiffAugment policy whose outputs D must score as it scores its inputs
     topk: float = 0.0                         # top-k G loss (Sinha et al. 2020): floor of the share of fakes kept; 0: off
     topk_kimg: float = 30.0                   # the kept share falls by 1% per this many thousand G images

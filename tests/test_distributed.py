@@ -29,9 +29,10 @@ def _as_rank(rank, world, port):
     torch.set_num_threads(1)
 
 
-def _rank_main(rank, world, port, data, out, weights_dir):
+def _rank_main(rank, world, port, data, out, weights_dir, recipe=None):
     _as_rank(rank, world, port)
-    models = train(tiny_train_config(data, out, steps=3, batch_size=2), progress=False, tensorboard=False)
+    models = train(tiny_train_config(data, out, steps=3, batch_size=2, **(recipe or {})), progress=False,
+                   tensorboard=False)
     torch.save({name: getattr(models, name).state_dict() for name in ("G", "D", "G_ema")},
                os.path.join(weights_dir, f"rank{rank}.pt"))
 
@@ -98,6 +99,18 @@ def test_every_way_a_run_ends_destroys_its_process_group(tmp_path, faces_dir):
         ended = json.loads((tmp_path / f"ended{rank}.json").read_text())
         assert ended == {"success": ["returned", False], "error": ["TrainingError", False],
                          "signal": ["KeyboardInterrupt", False]}, f"rank {rank}"
+
+
+def test_with_two_d_steps_bcr_and_top_k_the_ranks_stay_in_step(tmp_path, faces_dir):
+    recipe = dict(d_steps=2, bcr_weight=10.0, topk=0.5, topk_kimg=0.001, diffaugment="translation")
+    mp.spawn(_rank_main, args=(2, _free_port(), str(faces_dir), str(tmp_path / "run"), str(tmp_path), recipe),
+             nprocs=2, join=True)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for name in ("G", "D", "G_ema"):
+        for key, value in rank0[name].items():
+            assert torch.equal(value, rank1[name][key]), f"{name}.{key} differs between ranks"
+    state = load_training_state(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert state["opt_d"]["state"][0]["step"].item() == 6  # two D updates in each of 3 steps
 
 
 def test_cpu_ranks_wait_for_rank_0s_validation_however_long_it_takes(monkeypatch):
