@@ -30,7 +30,7 @@ ARMS = {
 def run_arm(name: str, seed: int, args: argparse.Namespace) -> Path:
     run = Path(args.out) / f"{name}-s{seed}"
     export = run / "g_ema.safetensors"
-    if (run / "metrics.jsonl").is_file():
+    if (run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").stat().st_size:
         return run
     common = ["--cache-dir", args.cache_dir, "--no-progress"]
     if not export.is_file():
@@ -40,7 +40,7 @@ def run_arm(name: str, seed: int, args: argparse.Namespace) -> Path:
                         "--sample-every", str(args.steps), "--ckpt-every", str(args.steps), "--export", str(export),
                         *common, *ARMS[name]], check=True)
     subprocess.run([sys.executable, "-m", "sagan.evaluate", "--checkpoint", str(export), "--reference", args.data,
-                    "--holdout", str(args.holdout), "--num-samples", str(args.num_samples), "--run", str(run),
+                    "--holdout", str(args.reference_holdout or args.holdout), "--num-samples", str(args.num_samples), "--run", str(run),
                     "--cache-dir", args.cache_dir], check=True, cwd=ROOT)
     return run
 
@@ -59,14 +59,19 @@ def main() -> int:
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from {', '.join(ARMS)}")
+    p.add_argument("--combo", help="the combo arm's train.py flags, e.g. \"--attn-cosine --attn-heads 2\"")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds")
     p.add_argument("--holdout", type=int, default=2000)
+    p.add_argument("--reference-holdout", type=int, default=0, help="FID against the last N files only, a part of "
+                   "the validation split (default: all of it)")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=320)
     p.add_argument("--num-samples", type=int, default=500)
     p.add_argument("--cache-dir", default=".cache")
     args = p.parse_args()
+    if args.combo:
+        ARMS["combo"] = args.combo.split()
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for name in args.arms.split(","):

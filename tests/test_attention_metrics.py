@@ -1,4 +1,5 @@
 """Query dependence of attention (sagan/attention_metrics.py): closed forms, a brute-force mutual information, heads."""
+import dataclasses
 import math
 
 import pytest
@@ -106,3 +107,33 @@ def test_generator_report_measures_each_layer_over_the_first_seeds_whatever_the_
         assert 0 < report["mi_bits"] <= math.log2(keys[name])
     # Seeds 0..5 and no others: a seventh face changes the figures.
     assert am.generator_report(g, num_faces=7)["attn.8"]["mi_bits"] != pytest.approx(whole["attn.8"]["mi_bits"])
+
+
+def test_a_positional_bias_is_also_measured_switched_off():
+    """Bits a local bias makes are reported beside those of the content alone."""
+    from sagan.attention import positional_bias_off
+    from sagan.config import ModelConfig
+    from sagan.networks import Generator
+    torch.manual_seed(0)
+    g = Generator(ModelConfig(image_size=32, z_dim=8, conv_dim=8, g_attn=(8, 16), d_attn=(8,),
+                              attn_rel_pos=True)).eval()
+    with torch.no_grad():
+        g.attn["16"].rel_pos[:, 15:17, 15:17] = 8.0   # each query looks at the key cell it lies in
+    report = am.generator_report(g, num_faces=4)
+    layer = report["attn.16"]
+    assert layer["mi_bits"] > 5 and layer["mi_bits_no_pos"] < 0.5
+    assert layer["mean_distance_px"] < layer["mean_distance_px_no_pos"]
+    with positional_bias_off(g):
+        assert am.generator_report(g, num_faces=4)["attn.16"]["mi_bits"] == pytest.approx(layer["mi_bits_no_pos"])
+    plain = am.generator_report(Generator(dataclasses.replace(g.cfg, attn_rel_pos=False)).eval(), 4)
+    assert "mi_bits_no_pos" not in plain["attn.16"]
+
+
+def test_report_scalars_and_lines_give_every_measure_of_every_layer():
+    report = {"attn.8": {"mi_bits": 1.0, "mi_normalised": 0.25, "row_entropy_bits": 2.0, "pairwise_distance": 0.5,
+                         "mean_distance_px": 9.0, "mi_bits_no_pos": 0.5, "mean_distance_px_no_pos": 10.0,
+                         "heads": [{"mi_bits": 1.0}, {"mi_bits": 1.0}]}}
+    scalars = am.report_scalars(report)
+    assert scalars == {f"attention/attn.8/{k}": v for k, v in report["attn.8"].items() if k != "heads"}
+    (line,) = am.report_lines(report)
+    assert line.startswith("attn.8: I(Q;K) 1.00 bits (0.25 of the most)") and "position bias off: 0.50 bits" in line

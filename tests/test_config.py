@@ -155,3 +155,36 @@ def test_a_flag_that_is_no_training_option_is_refused():
     with pytest.raises(ValueError, match=r"unknown training option\(s\) \['export'\]"):
         from_flags({"export": "g.safetensors"})
 
+
+
+def test_attention_options_default_to_todays_block_and_round_trip():
+    cfg = ModelConfig()
+    assert (cfg.attn_dnl, cfg.attn_cosine, cfg.attn_rel_pos, cfg.attn_heads, cfg.attn_gamma_init) == \
+        (False, False, False, 1, 0.0)
+    old = {k: v for k, v in dataclasses.asdict(cfg).items() if not k.startswith("attn_") or k == "attn_pool"}
+    assert ModelConfig.from_dict(old) == cfg  # a config written before the options existed
+    chosen = preset("sagan", 32, attn_dnl=True, attn_cosine=True, attn_rel_pos=True, attn_heads=4,
+                    attn_gamma_init=0.5)
+    assert ModelConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(chosen)))) == chosen
+    assert preset("seed") == ModelConfig(g_attn=(4, 8), d_attn=(8, 4), attn_pool=False)  # the blog's generator
+
+
+def test_attention_options_are_flags_a_resumed_run_keeps():
+    cfg = from_flags({"image_size": 32, "attn_dnl": True, "attn_heads": 2, "attn_gamma_init": 0.1})
+    assert (cfg.model.attn_dnl, cfg.model.attn_heads, cfg.model.attn_gamma_init) == (True, 2, 0.1)
+    saved = dataclasses.asdict(cfg)
+    assert from_flags({"steps": 9}, saved).model == cfg.model
+    for flag, value in (("attn_dnl", False), ("attn_cosine", True), ("attn_rel_pos", True), ("attn_heads", 4),
+                        ("attn_gamma_init", 0.0)):
+        with pytest.raises(ValueError, match=f"cannot change --{flag.replace('_', '-')} when resuming"):
+            from_flags({flag: value}, saved)
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(attn_heads=0), "--attn-heads 0 must divide --conv-dim / 8 = 8"),
+    (dict(attn_heads=3), "--attn-heads 3 must divide --conv-dim / 8 = 8"),
+    (dict(attn_gamma_init=float("nan")), "--attn-gamma-init must be a number, not nan."),
+])
+def test_unusable_attention_options_name_their_flag(values, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        ModelConfig(**values)

@@ -15,6 +15,7 @@ from torch import nn
 
 from sagan import evaluate as evaluate_module
 from sagan import inception, metrics, sample
+from sagan.attention_metrics import generator_report
 from sagan.checkpoint import load_generator
 from sagan.config import TrainConfig, preset
 from sagan.data import load_images
@@ -89,6 +90,14 @@ def test_cli_appends_fid_and_kid_of_seeds_against_the_holdout_split(tiny_checkpo
     assert record["fid"] == pytest.approx(metrics.fid(fake, real), rel=1e-6) and record["fid"] > 0
     assert record["kid"] == pytest.approx(metrics.kid(fake, real), rel=1e-6)
     assert (record["precision"], record["recall"]) == pytest.approx(metrics.precision_recall(real, fake))
+    # How much attention depends on the query, per layer, over the faces of seeds 0..63 (issue 20).
+    expected = generator_report(g)
+    assert set(record["attention"]) == set(expected) == {"attn.8", "attn.16"}
+    for layer, measures in expected.items():
+        assert record["attention"][layer] == pytest.approx(measures)
+    assert {"mi_bits", "mi_normalised", "row_entropy_bits", "pairwise_distance", "mean_distance_px"} == \
+        set(record["attention"]["attn.16"])
+    assert f"attn.16: I(Q;K) {record['attention']['attn.16']['mi_bits']:.2f} bits" in out
 
     # Second run: the reference comes from the cache, the images are never decoded again.
     monkeypatch.setattr(evaluate_module, "load_images", lambda *a, **k: pytest.fail("reference decoded twice"))

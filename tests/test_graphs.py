@@ -15,7 +15,7 @@ from sagan.checkpoint import load_training_state
 from sagan.graphs import GraphedIteration, use_cuda_graphs
 from sagan.step import Iteration, build_models, make_autocast, restore, training_state
 from sagan.training import train
-from tests.factories import assert_trained_alike, tiny_train_config
+from tests.factories import assert_trained_alike, tiny_model, tiny_train_config
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -53,10 +53,12 @@ RECIPE = {"d_steps": 2, "bcr_weight": 10.0, "topk": 0.5, "topk_kimg": 0.001}
 @needs_cuda
 @pytest.mark.parametrize("recipe", [{}, RECIPE], ids=["plain", "recipe"])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_a_replayed_step_equals_an_eager_step_from_the_same_state(precision, recipe):
+@pytest.mark.parametrize("attention", [{}, dict(conv_dim=16, attn_dnl=True, attn_cosine=True, attn_rel_pos=True,
+                                                attn_heads=2, attn_gamma_init=0.5)], ids=["sagan", "options"])
+def test_a_replayed_step_equals_an_eager_step_from_the_same_state(precision, recipe, attention):
     device = torch.device("cuda")
     cfg = tiny_train_config("", "unused", device="cuda", precision=precision, diffaugment="color,translation,cutout",
-                            **recipe)
+                            model=tiny_model(**attention), **recipe)
     images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, device=device)
 
     def iteration(models):

@@ -186,6 +186,10 @@ def test_validation_fid_is_logged_and_the_best_state_kept(tmp_path, faces_dir, o
     for name in ("kid", "precision", "recall"):  # holdout 4 and 8 samples: enough for k = 3 neighbours
         assert [r[f"metrics/{name}"] for r in logged if f"metrics/{name}" in r] == [e[name] for e in entries]
         assert all(e[name] is not None for e in entries)
+    # The attention figures of each validated G_ema, in metrics.jsonl and in the logged scalars.
+    assert all(set(e["attention"]) == {"attn.8", "attn.16"} for e in entries)
+    assert [r["attention/attn.16/mi_bits"] for r in logged if "attention/attn.16/mi_bits" in r] == \
+        [e["attention"]["attn.16"]["mi_bits"] for e in entries]
     step = export_run(out, str(tmp_path / "best.safetensors"), which="best")
     assert step == best_step
     g = load_generator(tmp_path / "best.safetensors")
