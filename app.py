@@ -14,7 +14,6 @@ served as files.
 from __future__ import annotations
 
 import argparse
-import collections
 import functools
 import importlib.util
 import os
@@ -24,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 import weakref
 from pathlib import Path
 
@@ -52,14 +50,20 @@ DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "checkpoints" / "anim
 # own size (2x the faces) and scrolls sideways, below them. The grid's buttons hid its top-right face
 # there: it starts below them. Everywhere, the face's download button took the clicks meant for the
 # pixels under it, and the face at t's and the maps' buttons hid their corners: all start below them.
+# A map's caption (a sentence) lies under it and wraps, instead of one clipped line over its bottom.
 CSS = """
 .pixelated img { image-rendering: pixelated; }
 #face .image-container, #between .image-container { padding-top: 28px; }
-#attention .grid-wrap { min-height: 0 !important; height: auto !important; padding-top: 28px; }
+#attention .grid-wrap { min-height: 0 !important; height: auto !important; max-height: none !important;
+                        padding-top: 28px; }
 #attention .gallery-container:has(.preview) .grid-wrap { min-height: 450px !important; }
+#attention .thumbnail-item { aspect-ratio: auto; height: auto; overflow: visible; display: flex;
+                             flex-direction: column; }
+#attention .thumbnail-item > img { aspect-ratio: 1; height: auto; }
+#attention .caption-label { position: static; max-width: none; white-space: normal; opacity: 1 !important;
+                            border: none; border-radius: 0; }
 @media (max-width: 640px) {
   #attention .grid-container { --grid-cols: 1 !important; }
-  #attention .grid-wrap { max-height: none !important; }
   #walk-strip .image-container, #grid .image-container { padding-top: 40px; }
   #walk-strip .image-frame { overflow-x: auto; justify-content: flex-start; }
   #walk-strip img { height: auto; width: auto; max-width: none; }
@@ -124,14 +128,29 @@ SHOW_MAPS_ON_A_PHONE = """() => {
   if (map && window.matchMedia('(max-width: 640px)').matches) map.scrollIntoView({block: 'nearest'});
 }"""
 
-HOW_TO_READ = """
+# One sentence per view of explore.layer_views, in its order.
+VIEWS_LEGEND = """
+Per layer, left to right (on a phone, top to bottom):
+1. **Where this pixel looks**: its row of the attention matrix, brightest = most attended.
+2. **What this pixel looks at more than the average pixel does**: its row against the layer's mean row, red =
+   more, blue = less, white = as much.
+3. **The layer's mean map**: where this layer looks whatever you click.
+"""
+
+HOW_TO_READ = f"""
 **Reading the maps.** Click a pixel of the face (or type its x, y). For each attention layer the
-map shows that pixel's row of the attention matrix over the face: how much weight the pixel's
-position gives to every other position, brightest = most attended. The ringed dot is the clicked
-pixel and the white square its cell in that layer's feature map. Each caption names the layer's
-feature map and key grid (with pooled keys, half as fine), its learned **γ** (gamma: a layer with
-γ near 0 barely changes the image, however striking its map) and the **peak**: how many times
-uniform attention the strongest weight is.
+first map shows that pixel's row of the attention matrix over the face: how much weight the pixel's
+position gives to every other position, brightest = most attended. The second divides that row by
+the layer's mean row and shows the ratio on a log scale centred at 1 (white), red where the pixel looks
+more than the average pixel does, blue where less, saturated at {2 ** explore.CONTRAST_BITS}x; the third
+is that mean row, the same wherever you click. When the first and third look alike, the second is all
+that tells clicks apart. The ringed dot is the clicked pixel and the white square its cell in that
+layer's feature map. Each first caption names the layer's feature map and key grid (with pooled keys,
+half as fine), its learned **γ** (gamma: a layer with γ near 0 barely changes the image, however
+striking its map), the **peak** (how many times uniform attention the strongest weight is) and how
+much the map depends on the clicked pixel over the faces of seeds 0-{explore.FACES - 1}: the mutual
+information between the clicked and the attended position, in bits, at most log2 of the number of
+keys. With several attention heads, every view shows the mean of the heads' rows.
 """
 
 
@@ -193,23 +212,24 @@ class ServedFiles:
     """Images handed to Gradio as files, not arrays. Gradio rewrites an array's cached PNG in place,
     so a visitor fetching an image while another request wrote the same one got a torn response
     (h11: "Too much data for declared Content-Length"); a file it copies into its cache under a
-    temporary name, then renames. Each of ours is deleted once ``keep`` newer ones exist: Gradio
-    copied it while answering its request, long before."""
+    temporary name, then renames. Ours go into ``keep`` folders in turn, each over what its folder
+    held ``keep`` files ago: Gradio copied that while answering its request, long before. (Deleting
+    the old file and its folder instead took 8 ms a file on an ext4 disk, more than a map's PNG.)"""
 
     def __init__(self, keep: int = 256):
         self.root = Path(tempfile.mkdtemp(prefix="sagan-app-"))
-        self.keep, self.recent, self.lock = keep, collections.deque(), threading.Lock()
+        self.keep, self.written, self.lock = keep, 0, threading.Lock()
         weakref.finalize(self, shutil.rmtree, self.root, True)  # at the latest when the app exits
 
     def path(self, name: str) -> Path:
-        """A fresh path ending in ``name`` (the name a download gets)."""
-        folder = self.root / uuid.uuid4().hex
-        folder.mkdir()
+        """A path ending in ``name`` (the name a download gets), in the folder written longest ago."""
         with self.lock:
-            self.recent.append(folder)
-            stale = [self.recent.popleft() for _ in range(len(self.recent) - self.keep)]
-        for old in stale:
-            shutil.rmtree(old, ignore_errors=True)
+            folder = self.root / str(self.written % self.keep)
+            self.written += 1
+        folder.mkdir(exist_ok=True)
+        for old in folder.iterdir():
+            if old.name != name:  # a file of another name would stay there, unserved
+                old.unlink()
         return folder / name
 
     def png(self, image: np.ndarray, name: str = "face.png") -> str:
@@ -221,6 +241,8 @@ class ServedFiles:
 def build_demo(explorer: explore.Explorer) -> gr.Blocks:
     size = explorer.image_size
     has_maps = bool(explorer.g.attn)  # a generator trained without attention (--preset dcgan) has none to show
+    if has_maps:
+        explorer.figures()  # at start (seconds), not at the first visitor's first click
     files = ServedFiles()
 
     @user_errors
@@ -261,6 +283,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
         with gr.Tab("Face & attention"):
             # Controls, face and maps side by side, so a click and the maps it changes are in view together.
             with gr.Row():
+                # The controls above the face, so the maps get the room for three views of a layer side by side.
                 with gr.Column(scale=1, min_width=260):
                     # Every seed, as the API takes: neighbouring seeds are unrelated faces, so dragging
                     # picks one at random at any range, and a seed typed in the box is kept, not clamped.
@@ -270,16 +293,16 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                                            value=explore.TRUNCATION_OFF, step=0.05, label="truncation",
                                            info=f"lower = nearer the average face; {explore.TRUNCATION_OFF:g} = off",
                                            elem_id="truncation")
-                with gr.Column(scale=1, min_width=260):
                     face = gr.Image(label="face: click a pixel" if has_maps else "face", format="png",
                                     interactive=False, elem_id="face", elem_classes="pixelated", buttons=["download"],
                                     alt_text="the face of the chosen seed" + (": click a pixel to see its attention "
                                                                                "maps" if has_maps else ""))
                 with gr.Column(scale=2, min_width=260):
-                    attn_maps = gr.Gallery(label="where that pixel attends, per layer", format="png",
-                                           columns=max(len(explorer.g.attn), 1), object_fit="contain",
-                                           height="auto", elem_id="attention", elem_classes="pixelated",
-                                           interactive=False, visible=has_maps)
+                    attn_maps = gr.Gallery(label="where that pixel attends: three views per layer", format="png",
+                                           columns=3, object_fit="contain", height="auto",  # a layer a row
+                                           elem_id="attention", elem_classes="pixelated", interactive=False,
+                                           visible=has_maps)
+                    gr.Markdown(VIEWS_LEGEND, visible=has_maps, elem_id="views-legend")
                     # Below the maps they choose (on a phone too, where the columns stack).
                     with gr.Row(visible=has_maps):  # no precision: a typed 3.7 is refused by name, not drawn as 4
                         query_x = gr.Number(size // 2, label=f"query x (0-{size - 1})", elem_id="query-x")

@@ -8,7 +8,11 @@
 - ``upscale`` / ``tile`` / ``save_gif``: crisp nearest-neighbour images, grids and strips, a GIF.
 - ``query_index``: a native pixel (the app maps a click on the upscaled face to one in the browser)
   -> the row of one layer's attention matrix (queries are row-major over that layer's feature map).
-- ``attention_overlay``: that row as a heatmap over the face, the clicked point and query cell marked.
+- ``layer_views``: three images of one layer over the face, each with its caption: the row as a heatmap
+  (``attention_overlay``), the row against the layer's mean row (``contrast_overlay``, a log ratio on a
+  centred scale) and the mean row itself (``mean_overlay``); the first two mark the clicked point and
+  query cell. With several heads, each shows the mean of the heads' rows (``head_mean``).
+- ``describe_dependence``: a layer's I(Q;K) over the faces of seeds 0..63, in plain words.
 - ``Explorer``: one loaded generator, a lock and an LRU cache bounded in bytes of faces with their
   attention matrices, grids and interpolated faces, so a slider move costs one forward pass and a
   click none.
@@ -26,6 +30,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .attention import AttentionMap, capture_attention
+from .attention_metrics import FACES, generator_report
 from .networks import Generator
 from .sampling import MAX_SEED, generate, latent, latents, lerp, slerp, to_uint8
 
@@ -34,16 +39,33 @@ TRUNCATION_OFF = 3.0          # the slider's top: no truncation at all
 MAX_GRID = 64
 MAX_FRAMES = 32
 UPSCALE = 8                   # 64 px faces are shown at 512 px
-# Narrowest on-screen width of a map whose marks stay whole: a page shrinks a 512 px map to about 280 px on
-# a laptop, and a 1 px outline then lost whole sides to the browser's nearest-neighbour scaling.
+# Side of an attention map's image, about: shown a third of a laptop's maps column wide (or a phone's width),
+# 256 px stay crisp, and encode as PNG in a tenth of the time 512 px took (a click makes six).
+MAP_SIZE = 256
+# Narrowest on-screen width of a map whose marks stay whole: a page shrinks a map to about 200 px on a laptop,
+# and a 1 px outline then lost whole sides to the browser's nearest-neighbour scaling.
 MAP_MIN_SHOWN = 192
 METHODS = ("spherical", "linear")
 
 # Anchors of a perceptually ordered dark-to-bright map (close to matplotlib's "inferno").
-_ANCHORS = np.array([(0, 0, 4), (40, 11, 84), (101, 21, 110), (159, 42, 99), (212, 72, 66),
-                     (245, 125, 21), (250, 193, 39), (252, 255, 164)], dtype=np.float64)
-COLORMAP = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_ANCHORS)), _ANCHORS[:, c])
+_ANCHORS = [(0, 0, 4), (40, 11, 84), (101, 21, 110), (159, 42, 99), (212, 72, 66), (245, 125, 21), (250, 193, 39),
+            (252, 255, 164)]
+
+
+def _colormap(anchors) -> np.ndarray:
+    """256 RGB colours interpolated between evenly spaced anchors."""
+    anchors = np.array(anchors, dtype=np.float64)
+    return np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(anchors)), anchors[:, c])
                      for c in range(3)], axis=1).round().astype(np.uint8)
+
+
+COLORMAP = _colormap(_ANCHORS)
+# Blue (less) through near-white (0) to red (more), as ColorBrewer's RdBu: unlike COLORMAP, centred.
+DIVERGING = _colormap([(5, 48, 97), (33, 102, 172), (67, 147, 195), (146, 197, 222), (209, 229, 240),
+                       (247, 247, 247), (253, 219, 199), (244, 165, 130), (214, 96, 77), (178, 24, 43),
+                       (103, 0, 31)])
+CONTRAST_BITS = 3   # the contrast view saturates at 2**3 = 8 times more or less than the average pixel
+GREY = np.array([0.299, 0.587, 0.114], np.float32)   # luma weights
 
 
 def is_number(value) -> bool:
@@ -139,42 +161,118 @@ def query_index(x: int, y: int, image_size: int, resolution: int) -> int:
     return (y * resolution // image_size) * resolution + x * resolution // image_size
 
 
-def attention_overlay(face: np.ndarray, attn_map: AttentionMap, x: int, y: int, scale: int = UPSCALE,
-                      alpha: float = 0.6) -> np.ndarray:
-    """Where the query at native pixel (x, y) attends in one layer, over the face enlarged ``scale`` times.
+def map_scale(image_size: int) -> int:
+    """How many times a map enlarges the face: to about MAP_SIZE pixels, crisp on screen, quick to encode."""
+    return max(1, MAP_SIZE // image_size)
 
-    The row is divided by its maximum, so the brightest key is the most attended one in this layer.
-    The face lies under the heat in grey, so its own colours don't read as attention.
-    """
-    size, resolution = face.shape[0], attn_map.resolution
-    query = query_index(x, y, size, resolution)
-    row = attn_map.weights[query].numpy()
-    key_rows, key_cols = attn_map.key_grid
-    heat = row.reshape(key_rows, key_cols) / max(float(row.max()), 1e-12)
-    colors = COLORMAP[np.round(heat * 255).astype(np.uint8)]
-    display = size * scale
-    colors = upscale(colors, display // key_rows)
-    grey = upscale(face, scale).astype(np.float32) @ np.array([[0.299] * 3, [0.587] * 3, [0.114] * 3], np.float32)
-    blended = (1 - alpha) * grey + alpha * colors.astype(np.float32)
-    image = Image.fromarray(blended.round().astype(np.uint8))
-    draw = ImageDraw.Draw(image)
-    cell = display // resolution
-    cy, cx = (cell * i for i in divmod(query, resolution))
-    draw.rectangle((cx, cy, cx + cell - 1, cy + cell - 1), outline=(255, 255, 255),
-                   width=math.ceil(display / MAP_MIN_SHOWN))
+
+def head_mean(weights: torch.Tensor) -> torch.Tensor:
+    """One face's (N, M) weights, or with several heads (H, N, M) their mean over heads: still rows that sum
+    to 1, so every view reads as with one head, and heads that look at different places show as several
+    bright areas."""
+    return weights if weights.dim() == 2 else weights.mean(0)
+
+
+def attention_rows(attn_map: AttentionMap, x: int, y: int, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, mean row): where the query at native pixel (x, y) attends, and where the layer's queries
+    attend on average, as (key_rows, key_cols) arrays."""
+    weights = head_mean(attn_map.weights)
+    row = weights[query_index(x, y, image_size, attn_map.resolution)]
+    return (row.numpy().reshape(attn_map.key_grid), weights.mean(0).numpy().reshape(attn_map.key_grid))
+
+
+def log_ratio(row: np.ndarray, mean_row: np.ndarray) -> np.ndarray:
+    """log2 of a row against the mean row. Half of uniform attention is added to both: where neither
+    attends, the ratio of two near-zero weights is noise, and it shows as about 0 instead."""
+    floor = 0.5 / row.size
+    return np.log2((row + floor) / (mean_row + floor))
+
+
+def _over_face(face: np.ndarray, key_colors: np.ndarray, scale: int, alpha: float = 0.6) -> np.ndarray:
+    """Colours on the key grid, (kh, kw, 3), over the face in grey (so its own colours don't read as
+    attention), enlarged ``scale`` times. Blended at the face's own size, then enlarged: every pixel
+    of the result is a copy of one blended there."""
+    colors = upscale(key_colors, face.shape[0] // key_colors.shape[0]).astype(np.float32)
+    grey = face.astype(np.float32) @ GREY
+    return upscale(((1 - alpha) * grey[..., None] + alpha * colors).round().astype(np.uint8), scale)
+
+
+def _mark_query(image: np.ndarray, attn_map: AttentionMap, x: int, y: int, scale: int) -> np.ndarray:
+    """The clicked point as a ring, and its query's cell in the layer's feature map as a white square."""
+    display, resolution = image.shape[0], attn_map.resolution
+    marked = Image.fromarray(image)
+    draw = ImageDraw.Draw(marked)
     px, py = x * scale + scale // 2, y * scale + scale // 2
     draw.ellipse((px - 7, py - 7, px + 7, py + 7), outline=(0, 0, 0), width=2)
     draw.ellipse((px - 5, py - 5, px + 5, py + 5), outline=(255, 255, 255), width=2)
-    return np.asarray(image)
+    # Over the ring: in a fine layer's map the ring is larger than the cell, and would hide it.
+    cell = display // resolution
+    cy, cx = (cell * i for i in divmod(query_index(x, y, display // scale, resolution), resolution))
+    draw.rectangle((cx, cy, cx + cell - 1, cy + cell - 1), outline=(255, 255, 255),
+                   width=math.ceil(display / MAP_MIN_SHOWN))
+    return np.asarray(marked)
+
+
+def _sequential(weights: np.ndarray) -> np.ndarray:
+    """Weights as COLORMAP colours, divided by their maximum: the brightest key is the most attended."""
+    return COLORMAP[np.round(weights / max(float(weights.max()), 1e-12) * 255).astype(np.uint8)]
+
+
+def attention_overlay(face: np.ndarray, attn_map: AttentionMap, x: int, y: int) -> np.ndarray:
+    """Where the query at native pixel (x, y) attends in one layer, over the face, marked."""
+    scale = map_scale(face.shape[0])
+    row, _ = attention_rows(attn_map, x, y, face.shape[0])
+    return _mark_query(_over_face(face, _sequential(row), scale), attn_map, x, y, scale)
+
+
+def contrast_overlay(face: np.ndarray, attn_map: AttentionMap, x: int, y: int) -> np.ndarray:
+    """What the query at (x, y) attends more (red) or less (blue) than the layer's average query does,
+    on a scale centred at 0 and saturated at CONTRAST_BITS, over the face, marked."""
+    scale = map_scale(face.shape[0])
+    ratio = np.clip(log_ratio(*attention_rows(attn_map, x, y, face.shape[0])), -CONTRAST_BITS, CONTRAST_BITS)
+    colors = DIVERGING[np.round((ratio / CONTRAST_BITS + 1) * 127.5).astype(np.uint8)]
+    return _mark_query(_over_face(face, colors, scale), attn_map, x, y, scale)
+
+
+def mean_overlay(face: np.ndarray, attn_map: AttentionMap) -> np.ndarray:
+    """Where the layer attends whatever the query: its mean row over the face, unmarked."""
+    _, mean_row = attention_rows(attn_map, 0, 0, face.shape[0])
+    return _over_face(face, _sequential(mean_row), map_scale(face.shape[0]))
+
+
+def describe_dependence(figures: dict) -> str:
+    """A layer's I(Q;K) over FACES faces (``attention_metrics.layer_report``), in plain words."""
+    share = figures["mi_normalised"]
+    words = ("nearly the same map wherever you click" if share < 0.2 else
+             "partly the same map wherever you click" if share < 0.5 else "a map of its own for each part of the face")
+    possible = figures["mi_bits"] / share if share > 0 else 0.0
+    return (f"over {FACES} faces, where it looks depends on the clicked pixel by {figures['mi_bits']:.2f} bits "
+            f"of a possible {possible:.0f}: {words}")
 
 
 def describe_layer(attn_map: AttentionMap, x: int, y: int, image_size: int) -> str:
     """A caption: the layer's grids, its learned gamma, and how peaked this query's attention is."""
-    row = attn_map.weights[query_index(x, y, image_size, attn_map.resolution)]
+    row, _ = attention_rows(attn_map, x, y, image_size)
     key_rows, key_cols = attn_map.key_grid
-    # Short enough to fit under a map a third of a laptop screen wide; the app's help spells it out.
+    heads = f" · mean of {attn_map.weights.shape[0]} heads" if attn_map.weights.dim() == 3 else ""
     return (f"{attn_map.resolution}x{attn_map.resolution}, keys {key_rows}x{key_cols} · "
-            f"γ {attn_map.gamma:+.2f} · peak {float(row.max()) * row.numel():.0f}x")
+            f"γ {attn_map.gamma:+.2f} · peak {float(row.max()) * row.size:.0f}x{heads}")
+
+
+def layer_views(face: np.ndarray, attn_map: AttentionMap, x: int, y: int,
+                figures: dict) -> list[tuple[np.ndarray, str]]:
+    """The three views of one layer for the query at (x, y), each with its caption: where the pixel
+    looks, what it looks at more than the average pixel does, and where the layer looks whatever the
+    query. ``figures``: the layer's ``attention_metrics.layer_report``."""
+    layer = f"{attn_map.resolution}x{attn_map.resolution}"
+    limit = f"{2 ** CONTRAST_BITS:g}x"
+    return [
+        (attention_overlay(face, attn_map, x, y),
+         f"{describe_layer(attn_map, x, y, face.shape[0])} — {describe_dependence(figures)}"),
+        (contrast_overlay(face, attn_map, x, y),
+         f"{layer} · against the average pixel: red up to {limit} more, blue up to {limit} less"),
+        (mean_overlay(face, attn_map), f"{layer} · the layer's mean map: the same wherever you click"),
+    ]
 
 
 def nbytes(value: Render | np.ndarray) -> int:
@@ -201,6 +299,7 @@ class Explorer:
         self._lock = threading.Lock()
         self._cache: OrderedDict = OrderedDict()
         self._cache_bytes, self._cached_bytes = cache_bytes, 0
+        self._figures: dict[str, dict] | None = None
 
     def _cached(self, key, compute):
         with self._lock:
@@ -219,12 +318,20 @@ class Explorer:
         return self._cached(("face", seed, threshold),
                             lambda: render(self.g, latent(seed, self.z_dim, threshold)))
 
+    def figures(self) -> dict[str, dict]:
+        """How much each layer's attention depends on the query, over the faces of seeds 0..FACES-1
+        (``attention_metrics.generator_report``), measured once: about 3 s for the bundled generator."""
+        with self._lock:
+            if self._figures is None:
+                self._figures = generator_report(self.g)
+            return self._figures
+
     def attention(self, seed: float, truncation: float, x: float, y: float) -> list[tuple[np.ndarray, str]]:
-        """(overlay, caption) per attention layer for the query at native pixel (x, y)."""
+        """(image, caption) of each view (``layer_views``) of each attention layer, layer by layer, for
+        the query at native pixel (x, y)."""
         x, y = check_query(x, y, self.image_size)
-        result = self.face(seed, truncation)
-        return [(attention_overlay(result.face, m, x, y), describe_layer(m, x, y, self.image_size))
-                for m in result.attn_maps]
+        result, figures = self.face(seed, truncation), self.figures()
+        return [view for m in result.attn_maps for view in layer_views(result.face, m, x, y, figures[m.name])]
 
     def grid(self, seed: float, count: int, truncation: float) -> np.ndarray:
         """Faces of seeds seed, seed+1, ... (wrapping past MAX_SEED), (count, S, S, 3)."""

@@ -53,13 +53,15 @@ def test_generate_gives_the_same_pixels_as_another_process(client, explorer):
     np.testing.assert_array_equal(read(client.predict(seed=9, truncation=0.8, api_name="/generate")), face)
 
 
-def test_attention_gives_one_captioned_overlay_per_layer(client, explorer):
-    layers = client.predict(seed=9, truncation=OFF, x=30, y=1, api_name="/attention")
-    assert [item["caption"].split(" ·")[0] for item in layers] == ["8x8, keys 4x4", "16x16, keys 8x8"]
-    assert "γ +1.50" in layers[1]["caption"]
+def test_attention_gives_three_captioned_views_per_layer(client, explorer):
+    views = client.predict(seed=9, truncation=OFF, x=30, y=1, api_name="/attention")
+    assert [item["caption"].split(" ·")[0] for item in views] == ["8x8, keys 4x4", "8x8", "8x8",
+                                                                  "16x16, keys 8x8", "16x16", "16x16"]
+    assert "γ +1.50" in views[3]["caption"] and "depends on the clicked pixel" in views[3]["caption"]
     expected = explorer.attention(9, OFF, 30, 1)
-    for item, (overlay, _) in zip(layers, expected):
-        np.testing.assert_array_equal(read(item["image"]), overlay)
+    assert len(views) == len(expected)
+    for item, (image, _) in zip(views, expected):
+        np.testing.assert_array_equal(read(item["image"]), image)
 
 
 def test_interpolate_ends_at_the_two_seeds_with_spherical_as_default(client):
@@ -87,13 +89,15 @@ def test_grid_and_walk(client):
     assert long_strip.shape == (2 * (2 * SIZE + 2), 2 * (8 * SIZE + 7 * 2), 3)  # rows of 8 frames
 
 
-def test_served_files_are_fresh_paths_deleted_once_enough_newer_ones_exist():
+def test_served_files_take_turns_in_their_folders_overwriting_the_file_written_keep_files_ago():
     files = app.ServedFiles(keep=2)
     image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    paths = [Path(files.png(image, "face.png")) for _ in range(3)]
-    assert len(set(paths)) == 3 and {p.name for p in paths} == {"face.png"}
-    assert not paths[0].exists() and paths[1].is_file() and paths[2].is_file()
-    np.testing.assert_array_equal(np.asarray(Image.open(paths[2])), image)
+    paths = [Path(files.png(image * i, "face.png")) for i in range(3)]
+    assert paths[0] != paths[1] and paths[2] == paths[0] and {p.name for p in paths} == {"face.png"}
+    np.testing.assert_array_equal(np.asarray(Image.open(paths[2])), image * 2)
+    np.testing.assert_array_equal(np.asarray(Image.open(paths[1])), image)
+    gif = files.path("walk.gif")  # in the second folder, whose face.png would be left unserved
+    assert gif.parent == paths[1].parent and not paths[1].exists()
 
 
 STOPS = [(1, "0"), (2, "0"), (1, "1")]  # (SIGTERMs sent, GRADIO_DEBUG)

@@ -19,6 +19,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 SIZE = 32
+MAPS = 3 * 2  # three views of each of the tiny generator's two layers
 TIMEOUT_MS = 60_000
 
 
@@ -50,12 +51,14 @@ def image_sources(page, selector: str) -> list[str]:
 
 def wait_for_change(page, selector: str, before: list[str], count: int) -> list[str]:
     """The image URLs under ``selector`` once there are ``count`` of them, different from ``before``,
-    and decoded: until then an image has no size, and is laid out as 0x0."""
+    and decoded: until then an image has no size, and is laid out as 0x0. (Gradio's maps load lazily:
+    one far below the first screen, on a phone, loads only once scrolled to.)"""
     page.wait_for_function(
         """([selector, before, count]) => {
             const images = [...document.querySelectorAll(selector)], now = images.map(i => i.src);
             return now.length === count && now.every(s => s) && JSON.stringify(now) !== JSON.stringify(before)
-                && images.every(i => i.complete && i.naturalWidth > 0);
+                && images.every(i => i.complete && i.naturalWidth > 0
+                                     || i.loading === 'lazy' && i.getBoundingClientRect().top > 2 * innerHeight);
         }""", arg=[selector, before, count])
     return image_sources(page, selector)
 
@@ -63,18 +66,18 @@ def wait_for_change(page, selector: str, before: list[str], count: int) -> list[
 def test_seed_slider_and_a_click_update_the_attention_maps(page):
     face_sel, maps_sel = "#face img", "#attention img"
     face = wait_for_change(page, face_sel, [], 1)
-    maps = wait_for_change(page, maps_sel, [], 2)
+    maps = wait_for_change(page, maps_sel, [], MAPS)
 
     seed = page.locator("#seed input[type=range]")
     seed.focus()
     page.keyboard.press("ArrowRight")
     face = wait_for_change(page, face_sel, face, 1)
-    maps = wait_for_change(page, maps_sel, maps, 2)
+    maps = wait_for_change(page, maps_sel, maps, MAPS)
     assert page.locator("#seed input[type=number]").input_value() == "1"
 
     x, y = 5, 26
     click_pixel(page, x, y)
-    wait_for_change(page, maps_sel, maps, 2)
+    wait_for_change(page, maps_sel, maps, MAPS)
     assert page.locator("#query-x input").input_value() == str(x)
     assert page.locator("#query-y input").input_value() == str(y)
     assert image_sources(page, face_sel) == face
@@ -99,6 +102,39 @@ def click_pixel(page, x: int, y: int) -> None:
     assert natural == SIZE * explore.UPSCALE and width > 0
     scale = width / natural
     image.click(position={"x": (x + 0.5) * explore.UPSCALE * scale, "y": (y + 0.5) * explore.UPSCALE * scale})
+
+
+def test_two_distant_clicks_show_different_maps_in_three_explained_views(browser, app_url, tiny_checkpoint):
+    """The tiny generator's attention depends on the clicked pixel (its figure is measured first): two clicks
+    in opposite corners must show different maps, away from the marks of either click, in the first two
+    views of each layer, and the same mean map."""
+    figures = app.load_explorer(tiny_checkpoint).figures()
+    assert max(layer["mi_bits"] for layer in figures.values()) > 0.5, figures
+    page = open_page(browser, app_url)
+    try:
+        maps = wait_for_change(page, "#attention img", [], MAPS)
+        shown = []
+        for x, y in ((2, 2), (SIZE - 3, SIZE - 3)):
+            click_pixel(page, x, y)
+            maps = wait_for_change(page, "#attention img", maps, MAPS)
+            shown.append(shown_images(page, "#attention img"))
+        display = SIZE * explore.map_scale(SIZE)
+        away = np.ones((display, display), bool)  # off the ring and the query cell of either click
+        away[:display * 3 // 16, :display * 3 // 16] = away[-display * 3 // 16:, -display * 3 // 16:] = False
+        for view, (a, b) in enumerate(zip(*shown)):
+            assert a.shape == b.shape == (display, display, 3)
+            difference = np.abs(a.astype(int) - b.astype(int))[away].mean()
+            assert difference == 0 if view % 3 == 2 else difference > 2, (view, difference)
+        captions = page.locator("#attention .caption-label").all_inner_texts()
+        assert [c.split(" ·")[0] for c in captions] == ["8x8, keys 4x4", "8x8", "8x8", "16x16, keys 8x8", "16x16",
+                                                        "16x16"]
+        assert all("depends on the clicked pixel by" in c for c in captions[::3])
+        legend = page.locator("#views-legend").inner_text()
+        for view in ("Where this pixel looks", "What this pixel looks at more than the average pixel does",
+                     "The layer's mean map"):
+            assert view in legend
+    finally:
+        page.close()
 
 
 class SlowFirstMaps(explore.Explorer):
@@ -157,7 +193,7 @@ def test_a_coordinate_typed_right_after_a_click_stays_while_the_server_is_busy(b
     replaced it. Here the server is 'busy': every request to its queue is held until both inputs are in."""
     page = open_page(browser, app_url)
     try:
-        wait_for_change(page, "#attention img", [], 2)
+        wait_for_change(page, "#attention img", [], MAPS)
         held, busy = [], [True]
 
         def hold(route):
@@ -233,7 +269,7 @@ def test_a_walk_made_while_the_face_at_t_renders_is_not_cleared_when_that_face_a
 def test_on_a_phone_each_map_is_full_width_with_its_whole_caption(browser, app_url):
     page = open_page(browser, app_url, width=390, height=844)
     try:
-        wait_for_change(page, "#attention img", [], 2)
+        wait_for_change(page, "#attention img", [], MAPS)
         layout = page.evaluate("""() => {
             const wrap = document.querySelector('#attention .grid-wrap');
             return {widths: [...document.querySelectorAll('#attention img')].map(i => i.getBoundingClientRect().width),
@@ -241,14 +277,14 @@ def test_on_a_phone_each_map_is_full_width_with_its_whole_caption(browser, app_u
                         c => c.scrollWidth > c.clientWidth),
                     scrolls: wrap.scrollHeight > wrap.clientHeight};
         }""")
-        assert min(layout["widths"]) > 300 and layout["clipped"] == [False, False] and not layout["scrolls"], layout
+        assert min(layout["widths"]) > 300 and layout["clipped"] == [False] * MAPS and not layout["scrolls"], layout
     finally:
         page.close()
 
 
 def test_every_image_shown_has_alt_text(page):
     """The face, the image a visitor clicks, was announced to screen readers as a bare "button"."""
-    wait_for_change(page, "#attention img", [], 2)
+    wait_for_change(page, "#attention img", [], MAPS)
     shown = page.evaluate("() => [...document.querySelectorAll('img')].filter(i => i.offsetParent).map(i => i.alt)")
     assert len(shown) >= 3 and all(alt.strip() for alt in shown), shown
     assert "click a pixel" in page.locator("#face img").get_attribute("alt")
@@ -273,11 +309,11 @@ def test_the_title_and_bold_text_are_drawn_in_one_font(page):
 
 def test_the_maps_box_ends_with_the_maps(page):
     """Gradio gave a gallery of height "auto" a box at least 450 px tall: 160 px of it were blank."""
-    wait_for_change(page, "#attention img", [], 2)
+    wait_for_change(page, "#attention img", [], MAPS)
     gap = page.evaluate("""() => {
         const wrap = document.querySelector('#attention .grid-wrap').getBoundingClientRect();
-        const lowest = Math.max(...[...document.querySelectorAll('#attention img')].map(
-            i => i.getBoundingClientRect().bottom));
+        const lowest = Math.max(...[...document.querySelectorAll('#attention .thumbnail-item')].map(
+            i => i.getBoundingClientRect().bottom));  // a map and its caption
         return wrap.bottom - lowest;
     }""")
     assert 0 <= gap < 20, gap
@@ -294,7 +330,7 @@ def test_on_a_phone_the_face_is_on_the_first_screen_and_a_tap_shows_its_maps_wit
     changed were a screen further down, out of sight."""
     page = open_page(browser, app_url, width=390, height=844)
     try:
-        wait_for_change(page, "#attention img", [], 2)
+        wait_for_change(page, "#attention img", [], MAPS)
 
         def in_view(selector: str) -> tuple[float, float]:  # the top's and the bottom's distances from the fold
             return page.evaluate("""(selector) => {
@@ -306,7 +342,7 @@ def test_on_a_phone_the_face_is_on_the_first_screen_and_a_tap_shows_its_maps_wit
         assert in_view("#attention img")[1] < 0  # the first map ends below the first screen
         before = image_sources(page, "#attention img")
         click_pixel(page, 5, 9)
-        wait_for_change(page, "#attention img", before, 2)
+        wait_for_change(page, "#attention img", before, MAPS)
         assert in_view("#attention img")[1] >= 0 and in_view("#face img")[0] <= 844, page.evaluate("scrollY")
     finally:
         page.close()
@@ -366,7 +402,7 @@ def test_every_corner_pixel_of_the_face_takes_a_click_and_no_image_is_under_its_
     and the maps' buttons hid their corners too)."""
     page = open_page(browser, app_url, width=width, height=height)
     try:
-        maps = wait_for_change(page, "#attention img", [], 2)
+        maps = wait_for_change(page, "#attention img", [], MAPS)
         image = page.locator("#face img")
         image.scroll_into_view_if_needed()
         for x, y in ((SIZE - 1, 0), (0, 0)):
@@ -375,7 +411,7 @@ def test_every_corner_pixel_of_the_face_takes_a_click_and_no_image_is_under_its_
             on_top = page.evaluate("([x, y]) => document.elementFromPoint(x, y).outerHTML.slice(0, 80)", at)
             assert on_top.startswith("<img"), (x, y, on_top)
             page.mouse.click(*at)
-            maps = wait_for_change(page, "#attention img", maps, 2)
+            maps = wait_for_change(page, "#attention img", maps, MAPS)
             assert (page.locator("#query-x input").input_value(), page.locator("#query-y input").input_value()) \
                 == (str(x), str(y))
         assert_buttons_above_the_image(page, "#face")

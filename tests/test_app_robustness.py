@@ -71,10 +71,10 @@ def assert_well_formed(api_name, result):
     if api_name in ("generate", "interpolate"):
         image(result, display)
     elif api_name == "attention":
-        assert len(result) == 2
-        for overlay, caption in result:
+        assert len(result) == 3 * 2  # three views per layer
+        for view, (overlay, caption) in enumerate(result):
             image(overlay, display)
-            assert ", keys " in caption and "γ" in caption
+            assert (", keys " in caption and "γ" in caption) if view % 3 == 0 else caption
     elif api_name == "grid":
         image(result)
     else:

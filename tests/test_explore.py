@@ -62,6 +62,9 @@ def test_a_click_or_attention_update_reuses_the_cached_forward_pass(tiny_checkpo
     fresh = app.load_explorer(tiny_checkpoint)
     forwards = []
     fresh.g.register_forward_hook(lambda *_: forwards.append(1))
+    figures = fresh.figures()  # measured once, over 64 faces in one batch
+    assert fresh.figures() is figures and len(forwards) == 1
+    forwards.clear()
     first = fresh.attention(5, OFF, 0, 0)
     fresh.attention(5, OFF, 31, 31)
     fresh.face(5, OFF)
@@ -142,18 +145,15 @@ def test_the_query_cells_outline_keeps_its_four_sides_on_a_map_shown_smaller(res
     n = resolution * resolution
     m = explore.AttentionMap("attn", resolution, (resolution, resolution), 0.5, torch.rand(n, n))
     overlay = explore.attention_overlay(face, m, x, y)
-    display = 64 * explore.UPSCALE
+    display = explore.MAP_SIZE
+    assert overlay.shape == (display, display, 3)
     side = explore.MAP_MIN_SHOWN
     white = (np.asarray(Image.fromarray(overlay).resize((side, side), Image.NEAREST)) == 255).all(axis=-1)
     cell = display // resolution
     top, left = (cell * i for i in divmod(explore.query_index(x, y, 64, resolution), resolution))
-    # Each side: some shown row (column) near it is white all along the cell, away from the clicked point's ring.
-    ring = range(x * explore.UPSCALE - 4, x * explore.UPSCALE + 13), range(y * explore.UPSCALE - 4,
-                                                                          y * explore.UPSCALE + 13)
-    along = [i for i in range(side) if left + 3 <= i * display / side <= left + cell - 4
-             and int(i * display / side) not in ring[0]]
-    down = [i for i in range(side) if top + 3 <= i * display / side <= top + cell - 4
-            and int(i * display / side) not in ring[1]]
+    # Each side: some shown row (column) near it is white all along the cell, the clicked point's ring included.
+    along = [i for i in range(side) if left + 3 <= i * display / side <= left + cell - 4]
+    down = [i for i in range(side) if top + 3 <= i * display / side <= top + cell - 4]
     near = lambda edge: [i for i in range(side) if abs(i * display / side - edge) < 4]  # noqa: E731
     assert along and down
     for edge in (top, top + cell - 1):
@@ -162,12 +162,89 @@ def test_the_query_cells_outline_keeps_its_four_sides_on_a_map_shown_smaller(res
         assert any(white[down, i].all() for i in near(edge)), f"the side at column {edge} is lost"
 
 
-def test_captions_name_each_layers_grid_and_gamma(explorer):
-    captions = [caption for _, caption in explorer.attention(3, OFF, 4, 4)]
-    assert re.fullmatch(r"8x8, keys 4x4 · γ \+0\.50 · peak \d+x", captions[0]), captions[0]
-    assert re.fullmatch(r"16x16, keys 8x8 · γ \+1\.50 · peak \d+x", captions[1]), captions[1]
+def test_three_captioned_views_per_layer_and_the_first_states_the_layers_figure(explorer):
+    views = explorer.attention(3, OFF, 4, 4)
+    assert len(views) == 3 * 2 and all(image.shape == (DISPLAY, DISPLAY, 3) for image, _ in views)
+    captions = [caption for _, caption in views]
+    figure = (r" — over 64 faces, where it looks depends on the clicked pixel by \d\.\d\d bits of a possible {}: "
+              r"(nearly|partly) the same map wherever you click")
+    assert re.fullmatch(r"8x8, keys 4x4 · γ \+0\.50 · peak \d+x" + figure.format(4), captions[0]), captions[0]
+    assert re.fullmatch(r"16x16, keys 8x8 · γ \+1\.50 · peak \d+x" + figure.format(6), captions[3]), captions[3]
+    assert captions[1] == "8x8 · against the average pixel: red up to 8x more, blue up to 8x less"
+    assert captions[5] == "16x16 · the layer's mean map: the same wherever you click"
     with pytest.raises(ValueError, match="y must be a pixel coordinate"):
         explorer.attention(3, OFF, 4, SIZE)
+
+
+def test_the_mean_view_is_the_same_wherever_you_click_and_the_others_follow_the_click(explorer):
+    a, b = explorer.attention(5, OFF, 2, 2), explorer.attention(5, OFF, 29, 29)
+    away = np.ones((DISPLAY, DISPLAY), bool)  # off both clicks' marks
+    away[:48, :48] = away[-48:, -48:] = False
+    for (image_a, _), (image_b, _), view in zip(a, b, [0, 1, 2] * 2):
+        if view == 2:
+            np.testing.assert_array_equal(image_a, image_b)
+        else:
+            assert np.abs(image_a.astype(int) - image_b.astype(int))[away].mean() > 2
+
+
+def uniform_face_map(weights: torch.Tensor) -> tuple[np.ndarray, explore.AttentionMap]:
+    """A mid-grey 32 px face and a 4x4 layer with keys on a 4x4 grid holding ``weights``."""
+    return np.full((SIZE, SIZE, 3), 128, np.uint8), explore.AttentionMap("attn", 4, (4, 4), 1.0, weights)
+
+
+def key_colour(image: np.ndarray, key: int) -> np.ndarray:
+    """The colour at the centre of key cell ``key`` of a 4x4 key grid."""
+    cell = image.shape[0] // 4
+    row, col = divmod(key, 4)
+    return image[row * cell + cell // 2, col * cell + cell // 2]
+
+
+def test_the_contrast_view_is_red_where_the_pixel_looks_more_than_the_average_blue_where_less_white_alike():
+    weights = torch.zeros(16, 16)
+    weights[:15, :15] = 1 / 15  # every query but the last looks evenly at the first 15 keys
+    weights[15, 15] = 1.0       # the last only at the last key
+    face, m = uniform_face_map(weights)
+    alike = explore.contrast_overlay(face, m, 0, 0)  # the first query, as the average but for the last key
+    other = explore.contrast_overlay(face, m, SIZE - 1, SIZE - 1)  # the last query
+    over_grey = lambda colour: (0.4 * 128 + 0.6 * colour.astype(float)).round()  # noqa: E731
+    red, white, blue = (over_grey(explore.DIVERGING[i]) for i in (-1, 128, 0))
+    np.testing.assert_allclose(key_colour(other, 15), red, atol=1)  # 1 against a mean of 1/16: past 8x
+    np.testing.assert_allclose(key_colour(alike, 5), white, atol=3)  # 1/15 against 1/16
+    for less in (key_colour(other, 5), key_colour(alike, 15)):  # 0 against 1/16: blue, not saturated
+        assert less[2] > less[0] + 20 and np.abs(less - blue).max() > 20
+    np.testing.assert_allclose(explore.log_ratio(np.array([0.5, 0.0]), np.array([0.25, 0.25])),
+                               -explore.log_ratio(np.array([0.25, 0.25]), np.array([0.5, 0.0])))
+
+
+def test_the_raw_and_mean_views_put_the_most_attended_key_brightest():
+    weights = torch.full((16, 16), 0.5 / 15)
+    weights[:, 6] = 0.5
+    face, m = uniform_face_map(weights)
+    hottest = (0.4 * 128 + 0.6 * explore.COLORMAP[255]).round()
+    for image in (explore.attention_overlay(face, m, 20, 20), explore.mean_overlay(face, m)):
+        np.testing.assert_allclose(key_colour(image, 6), hottest, atol=1)
+        assert key_colour(image, 9).sum() < key_colour(image, 6).sum() - 200
+
+
+def test_several_heads_show_as_the_mean_of_their_rows_and_say_so():
+    heads = torch.softmax(torch.randn(2, 16, 16, generator=torch.Generator().manual_seed(0)) * 3, dim=-1)
+    face, multi = uniform_face_map(heads)
+    _, single = uniform_face_map(heads.mean(0))
+    figures = {"mi_bits": 1.0, "mi_normalised": 0.25}
+    for (image, caption), (expected, expected_caption) in zip(explore.layer_views(face, multi, 3, 30, figures),
+                                                               explore.layer_views(face, single, 3, 30, figures)):
+        np.testing.assert_array_equal(image, expected)
+        assert caption == expected_caption.replace("x — over", "x · mean of 2 heads — over", 1)
+    assert "mean of" not in explore.describe_layer(single, 3, 30, SIZE)
+
+
+@pytest.mark.parametrize("share, words", [(0.1, "nearly the same map wherever you click"),
+                                          (0.3, "partly the same map wherever you click"),
+                                          (0.7, "a map of its own for each part of the face")])
+def test_a_layers_figure_in_plain_words(share, words):
+    text = explore.describe_dependence({"mi_bits": 6 * share, "mi_normalised": share})
+    assert text == (f"over 64 faces, where it looks depends on the clicked pixel by {6 * share:.2f} bits of a "
+                    f"possible 6: {words}")
 
 
 @pytest.mark.parametrize("method", explore.METHODS)
