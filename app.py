@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
+import inspect
 import os
 import shutil
 import signal
@@ -36,7 +37,7 @@ from PIL import Image  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 from starlette.responses import PlainTextResponse  # noqa: E402
 
-from sagan import explore  # noqa: E402
+from sagan import editing, explore  # noqa: E402
 from sagan.checkpoint import CheckpointError, load_generator  # noqa: E402
 
 # Next to this file, so `python path/to/app.py` works from any directory.
@@ -106,7 +107,7 @@ top = no truncation.
 # letterbox) records nothing, and the query stays.
 RECORD_FACE_CLICKS = f"""() => {{
   document.addEventListener('click', (event) => {{
-    const img = event.target instanceof Element && event.target.closest('#face img');
+    const img = event.target instanceof Element && event.target.closest('#face img, #edit-face img');
     window.saganFaceClick = null;
     if (!img || !img.naturalWidth) return;
     const box = img.getBoundingClientRect();
@@ -153,6 +154,45 @@ information between the clicked and the attended position, in bits, at most log2
 keys. With several attention heads, every view shows the mean of the heads' rows.
 """
 
+
+EDIT_LEAD = f"""
+Change one thing about a face: each slider moves it along one of the generator's **semantic directions**
+(SeFa: the latent directions its first layer stretches most, largest eigenvalue first). Amounts are in
+standard deviations of the latent, up to ±{editing.MAX_AMOUNT:g}, the range measured to keep faces realistic.
+Click the edited face to see its attention maps; pick a nearby face below to make it the current one.
+"""
+# What each of the bundled generator's top directions does from - to +, seen on direction x step sheets of
+# many faces (bench/directions.py --sheets). Another generator's directions are only numbered: they are its own.
+BUNDLED_EIGENVALUES = (2352.2, 1613.7, 1223.1, 770.0, 559.5, 359.4, 295.0, 181.4)
+BUNDLED_DIRECTIONS = (
+    "− warm, light hair (red, orange, blond) ↔ + dark, cool hair (black, blue-grey)",
+    "− darker, saturated hair ↔ + paler, lighter hair; eyes turn red-pink",
+    "− light hair (blond, pink, white) ↔ + dark blue, navy hair",
+    "− red hair ↔ + silver-white, light blue hair",
+    "− green, brown, blond hair ↔ + violet, purple, pink hair",
+    "− violet, pink, blue hair ↔ + green, olive, peach hair",
+    "− subtle: eye colour (red, green ↔ amber, brown), slightly warmer hair",
+    "− purple, pink, blue hair ↔ + green, yellow, orange hair",
+)
+EDIT_WALK_FRAMES = 16  # faces in the GIF walking along one direction
+
+
+def direction_notes(eigenvalues) -> tuple[str, ...] | None:
+    """What the directions change, when these are the bundled generator's (same eigenvalues)."""
+    if len(eigenvalues) != len(BUNDLED_EIGENVALUES):
+        return None
+    return BUNDLED_DIRECTIONS if np.allclose(eigenvalues, BUNDLED_EIGENVALUES, rtol=1e-3) else None
+
+
+def eigenvalue_text(eigenvalue) -> str:
+    return f"{float(eigenvalue):,.0f}" if eigenvalue >= 100 else f"{float(eigenvalue):.3g}"
+
+
+def named_for_the_api(fn, names):
+    """``fn`` (which takes its values as *args) shown to the API and to Gradio with these parameter names."""
+    fn.__signature__ = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                          for n in names])
+    return fn
 
 def load_explorer(path: str | os.PathLike) -> explore.Explorer:
     """The generator at ``path``, loaded once; raises CheckpointError with a readable message."""
@@ -275,6 +315,68 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
         strip = explore.upscale(explore.tile(faces, columns=min(len(faces), WALK_COLUMNS)), 2)
         return files.png(strip, "walk.png"), str(gif), str(gif)
 
+    editor = editing.Editor(explorer)  # the semantic directions, found as the checkpoint is loaded
+    count = editor.count
+    amount_names = [f"amount_{i + 1}" for i in range(count)]
+    edit_names = ["seed", "truncation", "steps", *amount_names]
+
+    @user_errors
+    def edit(seed, truncation, direction, amount):
+        return files.png(explore.upscale(editor.one(seed, truncation, direction, amount).face, explore.UPSCALE),
+                         "edit.png")
+
+    @user_errors
+    def edit_face(seed, truncation, steps, *amounts):
+        return files.png(explore.upscale(editor.face(seed, truncation, steps, amounts).face, explore.UPSCALE),
+                         "edit.png")
+
+    @user_errors
+    def edit_attention(seed, truncation, steps, *values):
+        *amounts, x, y = values
+        return [(files.png(image, "attention.png"), caption)
+                for image, caption in editor.attention(seed, truncation, steps, amounts, x, y)]
+
+    def edit_attention_of_typed_query(*values):
+        return gr.skip() if None in values[-2:] else edit_attention(*values)
+
+    @user_errors
+    def edit_grid(seed, truncation, steps, *amounts):
+        faces = editor.grid(seed, truncation, steps, amounts)
+        return files.png(explore.upscale(explore.tile(faces, columns=len(editing.GRID_AMOUNTS)), 2), "edit-grid.png")
+
+    @user_errors
+    def edit_walk(seed, truncation, steps, *values):
+        *amounts, direction, frames = values
+        faces = editor.walk(seed, truncation, steps, amounts, direction, frames)
+        gif = files.path(f"edit-{int(seed)}-direction-{int(direction)}.gif")
+        explore.save_gif(explore.upscale(faces, 4), str(gif))
+        return str(gif), str(gif)
+
+    @user_errors
+    def nearby(seed, truncation, steps, *values):
+        *amounts, radius, first_seed = values
+        faces = editor.variations(seed, truncation, steps, amounts, radius, first_seed)
+        return [files.png(explore.upscale(face, 2), "nearby.png") for face in faces]
+
+    @user_errors
+    def choose_nearby(steps, radius, first_seed, evt: gr.SelectData):
+        chosen = editing.variation_steps(explore.check_seed(first_seed), editing.check_radius(radius))[evt.index]
+        taken = editing.parse_steps(steps)
+        if len(taken) >= editing.MAX_STEPS:
+            raise ValueError(f"an edit holds at most {editing.MAX_STEPS} nearby steps: press reset to start again.")
+        return editing.format_steps(taken + (chosen,))
+
+    def edit_recipe(seed, truncation, steps, *amounts):
+        """The API call that makes the edited face again: the edit's state is these numbers."""
+        values = dict(zip(edit_names, (seed, truncation, steps or "", *amounts)))
+        args = ", ".join(f"{name}={value!r}" for name, value in values.items())
+        return f"Make this face again (gradio_client): `Client(URL).predict({args}, api_name=\"/edit_face\")`"
+
+    for fn, after in ((edit_face, []), (edit_grid, []), (edit_recipe, []), (edit_attention, ["x", "y"]),
+                      (edit_attention_of_typed_query, ["x", "y"]), (edit_walk, ["direction", "frames"]),
+                      (nearby, ["radius", "first_seed"])):
+        named_for_the_api(fn, [*edit_names, *after])
+
     with gr.Blocks(title="SAGAN anime faces", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# SAGAN anime faces\n" + (LEAD if has_maps else LEAD_WITHOUT_ATTENTION))
         # On a phone the full text pushed the face below the first screen.
@@ -342,6 +444,67 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                 walk_preview = gr.Image(label="walk (animated)", interactive=False, elem_classes="pixelated",
                                         buttons=["fullscreen"], alt_text="the walk from seed A to seed B, animated")
                 walk_file = gr.File(label="download the walk (GIF)", interactive=False)
+        with gr.Tab("Edit"):
+            gr.Markdown(EDIT_LEAD)
+            notes = direction_notes(editor.eigenvalues.tolist())
+            with gr.Row():
+                with gr.Column(scale=1, min_width=260):
+                    edit_seed = gr.Slider(0, explore.MAX_SEED, value=0, step=1, label="seed", elem_id="edit-seed")
+                    edit_truncation = gr.Slider(explore.TRUNCATION_MIN, explore.TRUNCATION_OFF,
+                                                value=explore.TRUNCATION_OFF, step=0.05, label="truncation",
+                                                info=f"applied before the edit; {explore.TRUNCATION_OFF:g} = off",
+                                                elem_id="edit-truncation")
+                    with gr.Row():
+                        from_first_tab = gr.Button("the first tab's face", size="sm")
+                        reset = gr.Button("reset", size="sm", elem_id="edit-reset")
+                    amounts = [gr.Slider(-editing.MAX_AMOUNT, editing.MAX_AMOUNT, value=0, step=0.1,
+                                         label=f"direction {i + 1} · eigenvalue {eigenvalue_text(editor.eigenvalues[i])}",
+                                         info=notes[i] if notes else None, elem_id=f"amount-{i + 1}")
+                               for i in range(count)]
+                with gr.Column(scale=1, min_width=260):
+                    edit_image = gr.Image(label="edited face: click a pixel" if has_maps else "edited face",
+                                          format="png", interactive=False, elem_id="edit-face",
+                                          elem_classes="pixelated", buttons=["download"],
+                                          alt_text="the edited face" + (": click a pixel to see its attention maps"
+                                                                        if has_maps else ""))
+                    edit_steps = gr.Textbox("", label="nearby steps taken (seed:radius, …)", elem_id="edit-steps",
+                                            info="a nearby face chosen below adds its step; clear it to undo")
+                    recipe = gr.Markdown(elem_id="edit-recipe")
+                with gr.Column(scale=1, min_width=260):
+                    edit_maps = gr.Gallery(label="where that pixel attends, per layer", format="png",
+                                           columns=max(len(explorer.g.attn), 1), object_fit="contain",
+                                           height="auto", elem_id="edit-attention", elem_classes="pixelated",
+                                           interactive=False, visible=has_maps)
+                    with gr.Row(visible=has_maps):
+                        edit_x = gr.Number(size // 2, label=f"query x (0-{size - 1})", elem_id="edit-query-x")
+                        edit_y = gr.Number(size // 2, label=f"query y (0-{size - 1})", elem_id="edit-query-y")
+            edit_grid_image = gr.Image(label="each direction (rows) set to "
+                                             + ", ".join(f"{a:+g}" for a in editing.GRID_AMOUNTS) + " (columns)",
+                                       format="png", interactive=False, elem_id="edit-grid", elem_classes="pixelated",
+                                       buttons=["download", "fullscreen"],
+                                       alt_text="the edited face with each direction set to each step, a row per "
+                                                "direction")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    walk_direction = gr.Slider(1, count, value=1, step=1, label="direction to walk along",
+                                               elem_id="edit-walk-direction",
+                                               info=f"from {-editing.MAX_AMOUNT:g} to {editing.MAX_AMOUNT:+g}, "
+                                                    "the other amounts kept")
+                    edit_gif_file = gr.File(label="download the walk (GIF)", interactive=False)
+                edit_gif = gr.Image(label="walk along one direction (animated)", interactive=False,
+                                    elem_id="edit-walk", elem_classes="pixelated", buttons=["fullscreen"],
+                                    alt_text="the edited face walking along one direction, animated")
+            gr.Markdown("**Nearby faces**: the current face plus a small random step. Click one to make it the "
+                        "current face.")
+            with gr.Row():
+                radius = gr.Slider(0.05, editing.MAX_RADIUS, value=0.5, step=0.05, label="radius",
+                                   info="the step's size, in standard deviations of the latent", elem_id="radius")
+                nearby_seed = gr.Number(1, label="first step seed", precision=0, elem_id="nearby-seed")
+                other_nearby = gr.Button("other nearby faces", size="sm")
+            nearby_gallery = gr.Gallery(label="nearby faces: click one to make it the current face", format="png",
+                                        columns=editing.VARIATIONS // 2, object_fit="contain", height="auto",
+                                        elem_id="nearby", elem_classes="pixelated", interactive=False,
+                                        allow_preview=False)
 
         leave_bad_values_to_the_callbacks(seed, truncation, query_x, query_y, grid_count, seed_a, seed_b, t, frames,
                                           method)
@@ -376,6 +539,45 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
               interpolate, [seed_a, seed_b, t, truncation, method], between, api_name="interpolate", **live)
         walk_button.click(walk, [seed_a, seed_b, frames, truncation, method], [strip, walk_preview, walk_file],
                           api_name="walk")
+        # First impressions: the grid and the walk of the default inputs are there when their tabs are opened.
+        demo.load(grid, [seed, grid_count, truncation], grid_image, api_name=False)
+        demo.load(walk, [seed_a, seed_b, frames, truncation, method], [strip, walk_preview, walk_file], api_name=False)
+        with gr.Row(visible=False):  # the API's /edit and the walk's length: no widgets
+            edit_walk_frames = gr.Number(EDIT_WALK_FRAMES, label="frames")
+            api_direction, api_amount = gr.Number(1, label="direction"), gr.Number(0, label="amount")
+            api_face = gr.Image(format="png", label="face")
+            edit_api = gr.Button("edit")
+        leave_bad_values_to_the_callbacks(edit_seed, edit_truncation, *amounts, edit_x, edit_y, walk_direction,
+                                          radius, nearby_seed, edit_walk_frames, api_direction, api_amount)
+        edit_inputs = [edit_seed, edit_truncation, edit_steps, *amounts]
+        edit_changes = [demo.load, edit_seed.change, edit_truncation.change, edit_steps.change,
+                        *(a.change for a in amounts)]
+        # The grid, the walk and the nearby faces take many forward passes: one at a time, in a queue of their
+        # own, so the other request at a time still answers the face and its maps.
+        extras = dict(concurrency_id="edit-extras", concurrency_limit=1)
+        reset.click(None, None, [edit_steps, *amounts], js=f"() => ['', {', '.join(['0'] * count)}]")
+        from_first_tab.click(None, [seed, truncation], [edit_seed, edit_truncation], js="(s, t) => [s, t]")
+        other_nearby.click(None, None, nearby_seed, js=f"() => Math.floor(Math.random() * {explore.MAX_SEED + 1})")
+        gr.on(edit_changes, edit_recipe, edit_inputs, recipe, api_name=False, show_progress="hidden",
+              trigger_mode="always_last", queue=False)
+        edited = gr.on(edit_changes, edit_face, edit_inputs, edit_image, api_name="edit_face", **live)
+        edited.success(edit_attention, [*edit_inputs, edit_x, edit_y], edit_maps, api_name="edit_attention",
+                       **live, concurrency_id="edit-attention", concurrency_limit=1)
+        edited.success(edit_grid, edit_inputs, edit_grid_image, api_name="edit_grid", **live, **extras)
+        edited.success(nearby, [*edit_inputs, radius, nearby_seed], nearby_gallery, api_name="edit_nearby", **live,
+                       **extras)
+        walk_inputs = [*edit_inputs, walk_direction, edit_walk_frames]
+        edited.success(edit_walk, walk_inputs, [edit_gif, edit_gif_file], api_name="edit_walk", **live, **extras)
+        walk_direction.change(edit_walk, walk_inputs, [edit_gif, edit_gif_file], api_name=False, **live, **extras)
+        gr.on([radius.change, nearby_seed.change], nearby, [*edit_inputs, radius, nearby_seed], nearby_gallery,
+              api_name=False, **live, **extras)
+        nearby_gallery.select(choose_nearby, [edit_steps, radius, nearby_seed], edit_steps, api_name=False)
+        edit_image.select(None, [edit_x, edit_y], [edit_x, edit_y], js=QUERY_OF_FACE_CLICK)
+        gr.on([edit_x.change, edit_y.change], edit_attention_of_typed_query, [*edit_inputs, edit_x, edit_y], edit_maps,
+              api_name=False, **live, concurrency_id="edit-attention", concurrency_limit=1)
+        # /edit: one direction, for API clients (the sliders' several amounts are /edit_face), through hidden
+        # components, so the client gets the face as a file, as from /generate.
+        edit_api.click(edit, [edit_seed, edit_truncation, api_direction, api_amount], api_face, api_name="edit")
     # One forward pass at a time runs anyway (explore.Explorer's lock); the limit keeps a crowd
     # of Spaces visitors queued instead of piling threads onto the CPU.
     demo.queue(default_concurrency_limit=2, max_size=64)

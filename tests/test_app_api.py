@@ -16,7 +16,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 import app
-from sagan import explore
+from sagan import editing, explore
 from sagan.networks import Generator
 from tests.factories import tiny_model
 
@@ -221,3 +221,83 @@ def test_an_invalid_checkpoint_exits_with_one_line(tmp_path, capsys, content):
     err = capsys.readouterr().err
     assert err.startswith("error: cannot load the checkpoint") and err.count("\n") == 1
     assert "is not a safetensors file" in err
+
+
+EDIT_NAMES = {"/edit", "/edit_face", "/edit_attention", "/edit_grid", "/edit_walk", "/edit_nearby"}
+NO_EDIT = dict(steps="", **{f"amount_{i + 1}": 0.0 for i in range(editing.EDIT_DIRECTIONS)})
+
+
+@pytest.fixture(scope="module")
+def editor(explorer):
+    return editing.Editor(explorer)
+
+
+def test_the_edit_endpoints_are_named_with_one_amount_per_direction(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert EDIT_NAMES <= set(endpoints)
+    names = lambda endpoint: [p["parameter_name"] for p in endpoints[endpoint]["parameters"]]  # noqa: E731
+    assert names("/edit") == ["seed", "truncation", "direction", "amount"]
+    assert names("/edit_face") == ["seed", "truncation", *NO_EDIT]
+    assert names("/edit_nearby") == ["seed", "truncation", *NO_EDIT, "radius", "first_seed"]
+
+
+def test_edit_with_amount_0_is_the_generated_face_and_edit_face_makes_any_edit_again(client, editor):
+    face = read(client.predict(seed=9, truncation=0.8, api_name="/generate"))
+    np.testing.assert_array_equal(read(client.predict(seed=9, truncation=0.8, direction=3, amount=0,
+                                                      api_name="/edit")), face)
+    edited = read(client.predict(seed=9, truncation=0.8, direction=3, amount=-1.5, api_name="/edit"))
+    np.testing.assert_array_equal(edited, explore.upscale(editor.one(9, 0.8, 3, -1.5).face, explore.UPSCALE))
+    assert not np.array_equal(edited, face)
+    again = read(client.predict(seed=9, truncation=0.8, **{**NO_EDIT, "amount_3": -1.5}, api_name="/edit_face"))
+    np.testing.assert_array_equal(again, edited)
+    stepped = dict(NO_EDIT, steps="4:0.5", amount_1=2.0)
+    np.testing.assert_array_equal(
+        read(client.predict(seed=9, truncation=0.8, **stepped, api_name="/edit_face")),
+        explore.upscale(editor.face(9, 0.8, "4:0.5", [2.0] + [0.0] * 7).face, explore.UPSCALE))
+
+
+def test_edit_grid_walk_nearby_faces_and_maps(client, editor):
+    edit = dict(NO_EDIT, amount_2=1.0)
+    amounts = [0.0, 1.0] + [0.0] * 6
+    columns = len(editing.GRID_AMOUNTS)
+    grid = read(client.predict(seed=2, truncation=OFF, **edit, api_name="/edit_grid"))
+    np.testing.assert_array_equal(grid, explore.upscale(explore.tile(editor.grid(2, OFF, "", amounts),
+                                                                     columns=columns), 2))
+    assert grid.shape == (2 * (8 * SIZE + 7 * 2), 2 * (columns * SIZE + (columns - 1) * 2), 3)
+    preview, gif = client.predict(seed=2, truncation=OFF, **edit, direction=2, frames=4, api_name="/edit_walk")
+    with Image.open(gif) as walk:
+        assert walk.format == "GIF" and walk.n_frames == 6 and walk.size == (4 * SIZE, 4 * SIZE)  # there and back
+    assert preview.endswith(".gif") and Path(gif).name == "edit-2-direction-2.gif"
+    nearby = client.predict(seed=2, truncation=OFF, **edit, radius=0.3, first_seed=5, api_name="/edit_nearby")
+    assert len(nearby) == editing.VARIATIONS
+    np.testing.assert_array_equal(read(nearby[1]["image"]),
+                                  explore.upscale(editor.face(2, OFF, "6:0.3", amounts).face, 2))
+    layers = client.predict(seed=2, truncation=OFF, **edit, x=30, y=1, api_name="/edit_attention")
+    expected = editor.attention(2, OFF, "", amounts, 30, 1)
+    assert [item["caption"] for item in layers] == [caption for _, caption in expected]
+    for item, (overlay, _) in zip(layers, expected):
+        np.testing.assert_array_equal(read(item["image"]), overlay)
+
+
+@pytest.mark.parametrize("api_name, kwargs, message", [
+    ("/edit", dict(seed=1, truncation=OFF, direction=0, amount=1), "direction must be a whole number from 1 to 8"),
+    ("/edit", dict(seed=1, truncation=OFF, direction=1, amount=4), "amount must be a number from -3 to 3"),
+    ("/edit", dict(seed=1, truncation=OFF, direction=1, amount="1"), "amount must be a number"),
+    ("/edit", dict(seed=-1, truncation=OFF, direction=1, amount=1), "seed must be a whole number"),
+    ("/edit_face", dict(seed=1, truncation=OFF, **dict(NO_EDIT, steps="3")), "steps must be nearby steps"),
+    ("/edit_face", dict(seed=1, truncation=9, **NO_EDIT), "truncation must be between"),
+    ("/edit_grid", dict(seed=1, truncation=OFF, **dict(NO_EDIT, amount_8=None)), "amount_8 must be a number"),
+    ("/edit_walk", dict(seed=1, truncation=OFF, **NO_EDIT, direction=1, frames=1), "2 to 32 frames"),
+    ("/edit_nearby", dict(seed=1, truncation=OFF, **NO_EDIT, radius=0, first_seed=1), "radius must be"),
+    ("/edit_attention", dict(seed=1, truncation=OFF, **NO_EDIT, x=0, y=SIZE), "y must be a pixel coordinate"),
+])
+def test_bad_edit_inputs_get_a_message_not_a_traceback(client, api_name, kwargs, message):
+    with pytest.raises(AppError, match=message) as error:
+        client.predict(api_name=api_name, **kwargs)
+    assert "Traceback" not in str(error.value)
+
+
+def test_the_bundled_generators_directions_carry_what_they_change_and_others_only_numbers(explorer):
+    bundled = editing.Editor(app.load_explorer(app.DEFAULT_CHECKPOINT))
+    assert app.direction_notes(bundled.eigenvalues.tolist()) == app.BUNDLED_DIRECTIONS
+    assert app.direction_notes(editing.Editor(explorer).eigenvalues.tolist()) is None
