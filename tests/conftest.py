@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny exported generator, and the app serving it in a subprocess."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -38,22 +39,21 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def app_server(tiny_checkpoint, tmp_path_factory):
-    """(URL, log file) of ``python app.py`` serving the tiny checkpoint, address and checkpoint given by
-    env vars."""
+@contextlib.contextmanager
+def serve_app(log: Path, args: tuple = (), **env):
+    """``python app.py ARGS`` on a free loopback port, with ``env`` added to its environment: its URL
+    once it answers; stopped after."""
     # Started and stopped as the load test does; imported here, since machines without the app's
     # dependencies (the lent GPU machines) still run the other tests.
     sys.path.insert(0, str(ROOT / "bench"))
     from load_app import free_port, stop_app, wait_until_up
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "app.log"
-    env = dict(os.environ, SAGAN_CHECKPOINT=str(tiny_checkpoint), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
+               GRADIO_ANALYTICS_ENABLED="False",
                # The suite shares two cores: one intra-op thread avoids oversubscription stalls.
-               OMP_NUM_THREADS="1")
+               OMP_NUM_THREADS="1", **env)
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -61,9 +61,18 @@ def app_server(tiny_checkpoint, tmp_path_factory):
             wait_until_up(proc, url, time.monotonic() + 120)
         except (RuntimeError, TimeoutError) as e:
             pytest.fail(f"{e}:\n{log.read_text()}")
-        yield url, log
+        yield url
     finally:
         stop_app(proc)
+
+
+@pytest.fixture(scope="session")
+def app_server(tiny_checkpoint, tmp_path_factory):
+    """(URL, log file) of ``python app.py`` serving the tiny checkpoint, address and checkpoint given by
+    env vars."""
+    log = tmp_path_factory.mktemp("server") / "app.log"
+    with serve_app(log, SAGAN_CHECKPOINT=str(tiny_checkpoint)) as url:
+        yield url, log
 
 
 @pytest.fixture(scope="session")

@@ -31,11 +31,60 @@ def browser():
         browser.close()
 
 
+class QueueTraffic:
+    """A page's requests to Gradio's queue, as the server answers them: each event the page sends
+    joins the queue (queue/join), and the server ends the page's stream of answers (queue/data) once
+    it has answered every event it holds for the page."""
+
+    def __init__(self, page):
+        self.open, self.joins, self.finished, self.last_join, self.last_answers = set(), 0, 0, 0, 0
+        page.on("request", self.started)
+        page.on("requestfinished", self.ended)
+        page.on("requestfailed", self.ended)
+
+    def started(self, request):
+        if "/queue/join" in request.url or "/queue/data" in request.url:
+            self.open.add(request)
+            self.joins += "/queue/join" in request.url
+
+    def ended(self, request):
+        if request in self.open:
+            self.open.discard(request)
+            self.finished += 1
+            if "/queue/join" in request.url:
+                self.last_join = self.finished
+            else:
+                self.last_answers = self.finished
+
+    def answered(self) -> bool:
+        """Nothing in flight, and a stream of answers ended after the last event joined."""
+        return not self.open and (self.joins == 0 or self.last_answers > self.last_join)
+
+
+TRAFFIC: dict = {}  # page -> its QueueTraffic, recorded from the page's opening
+
+
 def open_page(browser, url: str, width: int = 1280, height: int = 1100):
     page = browser.new_page(viewport={"width": width, "height": height})
     page.set_default_timeout(TIMEOUT_MS)
+    TRAFFIC[page] = QueueTraffic(page)
     page.goto(url)
     return page
+
+
+def wait_until_answered(page) -> None:
+    """Until the server has answered every event the page sent, and the page has drawn the answers
+    without sending another: where a check says that nothing changes, a late answer has then landed
+    however busy the machine is, instead of after a fixed wait."""
+    traffic, deadline = TRAFFIC[page], time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        while not traffic.answered():
+            assert time.monotonic() < deadline, f"the server did not answer the page: {len(traffic.open)} in flight"
+            page.wait_for_timeout(50)
+        joins = traffic.joins
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        if traffic.answered() and traffic.joins == joins:
+            return
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +204,37 @@ class SlowFirstMaps(explore.Explorer):
             self.first_answered.set()
 
 
+class SlowSeven(explore.Explorer):
+    """Seed 7's face takes seconds."""
+
+    def face(self, seed, truncation):
+        if seed == 7:
+            time.sleep(3)
+        return super().face(seed, truncation)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.queueing")
+def test_waiting_until_the_server_answered_outlasts_a_slow_answer(browser, tiny_checkpoint):
+    """What the checks that nothing changes wait for: here an answer that takes 3 s has landed, and
+    the maps that follow it too, when the wait ends."""
+    demo = app.build_demo(SlowSeven(app.load_explorer(tiny_checkpoint).g))
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, ssr_mode=False, quiet=True)
+    page = open_page(browser, url)
+    try:
+        maps = wait_for_change(page, "#attention img", [], 2)
+        face = image_sources(page, "#face img")
+        seed = page.locator("#seed input[type=number]")
+        seed.fill("7")
+        seed.press("Enter")
+        asked = time.monotonic()
+        wait_until_answered(page)
+        assert time.monotonic() - asked > 2.5
+        assert image_sources(page, "#face img") != face and image_sources(page, "#attention img") != maps
+    finally:
+        page.close()
+        demo.close()
+
+
 # Served from this process, Gradio's queue shows its own pandas deprecations (a subprocess's are not seen).
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.queueing")
 def test_the_maps_show_the_last_query_when_an_earlier_one_answers_later(browser, tiny_checkpoint):
@@ -181,7 +261,7 @@ def test_the_maps_show_the_last_query_when_an_earlier_one_answers_later(browser,
         while not shows_the_click():
             assert time.monotonic() < deadline, "the maps never showed the clicked pixel after the slow answer"
             page.wait_for_timeout(200)
-        page.wait_for_timeout(1500)  # nothing answered later may replace them
+        wait_until_answered(page)  # nothing answered later may replace them
         assert shows_the_click() and page.locator("#query-x input").input_value() == str(x)
     finally:
         page.close()
@@ -214,7 +294,7 @@ def test_a_coordinate_typed_right_after_a_click_stays_while_the_server_is_busy(b
             const images = [...document.querySelectorAll('#attention img')];
             return images.length === count && images.every(i => i.complete && i.naturalWidth > 0);
         }""", arg=len(expected))
-        page.wait_for_timeout(1500)  # time for a late answer to replace the typed query, had one been asked for
+        wait_until_answered(page)  # a late answer would have replaced the typed query by now, had one been asked for
         assert (box.input_value(), page.locator("#query-y input").input_value()) == ("20", "4")
         shown = shown_images(page, "#attention img")
         assert len(shown) == len(expected) and all(np.array_equal(a, b) for a, b in zip(shown, expected))
@@ -259,7 +339,7 @@ def test_a_walk_made_while_the_face_at_t_renders_is_not_cleared_when_that_face_a
         while not explorer.answered.wait(0.1):
             assert time.monotonic() < deadline, "the face at t was never asked for"
             page.wait_for_timeout(100)
-        page.wait_for_timeout(1500)  # time for a clearing that followed the face at t
+        wait_until_answered(page)  # a clearing that followed the face at t would have landed by now
         assert page.locator("#walk-strip img").count() == 1
     finally:
         page.close()
@@ -460,12 +540,12 @@ def test_a_grid_is_cleared_in_the_browser_when_its_face_count_changes_and_a_coun
     page.keyboard.press("ArrowRight")
     page.wait_for_function("() => document.querySelectorAll('#grid img').length === 0")
     assert page.locator("#grid-count input[type=number]").input_value() == "17"
-    page.wait_for_timeout(500)
+    wait_until_answered(page)
     assert sent == []  # cleared by the page itself, so nothing the server answers later can undo it
     page.locator("#grid-count input[type=number]").fill("0")  # raised to 1 when the click leaves the box
     page.get_by_role("button", name="show grid").click()
     page.wait_for_function("() => document.querySelectorAll('#grid img').length === 1")
-    page.wait_for_timeout(1000)
+    wait_until_answered(page)
     assert page.locator("#grid img").count() == 1
     assert page.locator("#grid-count input[type=number]").input_value() == "1"
     page.get_by_role("tab", name="Face & attention").click()
@@ -483,7 +563,7 @@ def test_a_typed_seed_is_kept_when_the_box_is_left(page):
     face = wait_for_change(page, face_sel, face, 1)
     click_pixel(page, 3, 4)  # the box loses focus
     page.wait_for_function("() => document.querySelector('#query-x input').value === '3'")
-    page.wait_for_timeout(1500)  # time for a clamped seed's face to arrive, had one been asked for
+    wait_until_answered(page)  # a clamped seed's face would have arrived by now, had one been asked for
     assert seed.input_value() == "123456"
     assert image_sources(page, face_sel) == face
 
@@ -496,12 +576,12 @@ def test_a_bad_seed_is_reported_once_and_an_emptied_query_box_not_at_all(page):
     box = page.locator("#query-x input")
     box.fill("")
     box.press("Tab")
-    page.wait_for_timeout(1500)  # time for a refusal to arrive, had the empty box been sent as a query
+    wait_until_answered(page)  # a refusal would have arrived by now, had the empty box been sent as a query
     assert "must be" not in toast_text(page)
 
     seed = page.locator("#seed input[type=number]")
     seed.fill("-5")
     seed.press("Enter")
     page.wait_for_function("() => document.body.innerText.includes('seed must be a whole number')")
-    page.wait_for_timeout(1500)  # the maps' request, were it sent too, would have answered by now
+    wait_until_answered(page)  # the maps' request, were it sent too, would have answered by now
     assert toast_text(page).count("seed must be a whole number") == 1

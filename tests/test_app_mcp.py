@@ -5,10 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -22,7 +18,7 @@ from PIL import Image
 import app
 from sagan import explore
 
-from conftest import ROOT
+from conftest import serve_app
 
 NAMED_ENDPOINTS = {"generate", "attention", "grid", "interpolate", "walk"}
 
@@ -30,25 +26,9 @@ NAMED_ENDPOINTS = {"generate", "attention", "grid", "interpolate", "walk"}
 @pytest.fixture(scope="module")
 def mcp_url(tiny_checkpoint, tmp_path_factory):
     """The MCP endpoint of ``python app.py --mcp`` serving the tiny checkpoint on loopback."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from load_app import free_port, stop_app, wait_until_up
-    port = free_port()
     log = tmp_path_factory.mktemp("mcp") / "app.log"
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1")
-    env.pop("SPACE_ID", None)  # on a Space, Gradio prefixes the tool names with the Space's name
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--checkpoint", str(tiny_checkpoint),
-                                 "--host", "127.0.0.1", "--port", str(port), "--mcp"],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        try:
-            wait_until_up(proc, url, time.monotonic() + 120)
-        except (RuntimeError, TimeoutError) as e:
-            pytest.fail(f"{e}:\n{log.read_text()}")
+    with serve_app(log, ("--checkpoint", str(tiny_checkpoint), "--mcp")) as url:
         yield url + "gradio_api/mcp/"
-    finally:
-        stop_app(proc)
 
 
 def ask(url: str, calls: list[tuple[str, dict]]):
@@ -96,7 +76,8 @@ def test_the_flag_is_off_unless_given_or_asked_for_by_gradios_variable(monkeypat
 
 def test_without_the_extra_the_flag_is_refused_with_the_install_to_run(monkeypatch, capsys):
     find_spec = app.importlib.util.find_spec
-    monkeypatch.setattr(app.importlib.util, "find_spec", lambda name, *a: None if name == "mcp" else find_spec(name, *a))
+    monkeypatch.setattr(app.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "mcp" else find_spec(name, *args))
     with pytest.raises(SystemExit) as e:
         app.main(["--mcp"])
     assert e.value.code == 2

@@ -63,6 +63,28 @@ def test_fid_matches_scipy_sqrtm():
     assert metrics.fid(torch.from_numpy(a), torch.from_numpy(b)) == pytest.approx(expected, rel=1e-8)
 
 
+def test_fid_matches_scipy_with_fewer_samples_than_dimensions_as_in_validation():
+    """Validation's case: 2,000 faces' 2,048-d Inception features, so both covariances have rank 1,999
+    and S_a^1/2 S_b S_a^1/2 has eigenvalues that are zero, which rounding leaves slightly negative: the
+    clamp keeps them out of the square roots. The reference needs no eigenvalues: the nonzero
+    eigenvalues of S_a S_b are the squared singular values of the centred cross-Gram matrix
+    A B^T / sqrt((n-1)(m-1)), so tr((S_a S_b)^1/2) is the sum of its singular values (scipy's svdvals).
+    Without either clamp the test fails: the negative eigenvalues' roots are NaN."""
+    import scipy.linalg as scipy_linalg
+    rng = np.random.default_rng(0)
+    n, dim = 2000, 2048
+    a = np.abs(rng.standard_normal((n, dim))) * rng.uniform(0.1, 2, dim)  # non-negative, as pooled ReLUs are
+    b = np.abs(rng.standard_normal((n, dim))) * rng.uniform(0.1, 2, dim) + 0.05
+    mu_a, sigma_a = metrics.statistics(torch.from_numpy(a))
+    mu_b, sigma_b = metrics.statistics(torch.from_numpy(b))
+    assert torch.linalg.eigvalsh(sigma_a).min() < 0  # the case the clamps are for
+    centred_a, centred_b = a - a.mean(0), b - b.mean(0)
+    trace_sqrt = scipy_linalg.svdvals(centred_a @ centred_b.T).sum() / (n - 1)  # (n-1)(m-1), m = n
+    variances = np.square(centred_a).sum() / (n - 1) + np.square(centred_b).sum() / (n - 1)
+    expected = np.square(a.mean(0) - b.mean(0)).sum() + variances - 2 * trace_sqrt
+    assert metrics.fid_from_statistics(mu_a, sigma_a, mu_b, sigma_b) == pytest.approx(expected, rel=1e-9)
+
+
 def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift():
     extract = tiny_extractor()
     images = random_images(200, seed=1)
