@@ -2,7 +2,7 @@
 
     python bench/ema_half_life.py --data faces.zip --holdout 2000 [--steps 6500] [--batch-size 64]
         [--image-size 32] [--conv-dim 32] [--max-images 0] [--num-samples 1000] [--cache-dir .cache]
-        [--bn standing copied]
+        [--bn standing copied] [--device auto|cpu|cuda]
 
 G and D train once (the EMA never feeds back into training); alongside the run's own G_ema, which
 follows the new default (--ema-kimg unset: 10 kimg per 32 images of the batch), the script keeps
@@ -29,7 +29,7 @@ from sagan import inception  # noqa: E402
 from sagan.augment import parse_policy  # noqa: E402
 from sagan.config import TrainConfig, preset  # noqa: E402
 from sagan.data import load_images  # noqa: E402
-from sagan.devices import resolve_precision  # noqa: E402
+from sagan.devices import DEVICES, resolve_device, resolve_precision  # noqa: E402
 from sagan.evaluate import reference_statistics, score  # noqa: E402
 from sagan.standing import standing_statistics  # noqa: E402
 from sagan.step import Iteration, build_models, ema_decay, ema_half_life_kimg, make_autocast, update_ema  # noqa: E402
@@ -47,18 +47,19 @@ def main() -> None:
     p.add_argument("--num-samples", type=int, default=1000)
     p.add_argument("--cache-dir", default=".cache")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--bn", nargs="+", choices=("standing", "copied"), default=["standing"],
                    help="BatchNorm statistics each average is scored with: standing (as exported) or copied from G")
     args = p.parse_args()
 
     cfg = TrainConfig(data=args.data, holdout=args.holdout, steps=args.steps, batch_size=args.batch_size,
-                      max_images=args.max_images, seed=args.seed, device="cpu", precision="auto",
+                      max_images=args.max_images, seed=args.seed, device=args.device, precision="auto",
                       model=preset("sagan", args.image_size, conv_dim=args.conv_dim))
     cfg.check()
-    device = torch.device("cpu")
+    device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     images = load_images(cfg.data, args.image_size, cache_dir=args.cache_dir, holdout=cfg.holdout, split="train",
-                         max_files=cfg.max_images)
+                         max_files=cfg.max_images).to(device)
     models = build_models(cfg, device)
     iterate = Iteration(models, models.G, models.D, images, cfg, parse_policy(cfg.diffaugment),
                         make_autocast(device, precision))
@@ -67,7 +68,7 @@ def main() -> None:
     print(f"{images.shape[0]} training faces at {args.image_size} px, conv_dim {args.conv_dim}, batch "
           f"{cfg.batch_size}, {precision}; new default half-life {ema_half_life_kimg(cfg):g} kimg", flush=True)
     started = time.perf_counter()
-    weight = torch.zeros(())
+    weight = torch.zeros((), device=device)
     while models.step < cfg.steps:
         iterate()
         for name, schedule in schedules.items():

@@ -38,6 +38,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64, help="faces per forward pass (train-mode: per statistics)")
     p.add_argument("--standing-batches", type=int, default=STANDING_BATCHES)
     p.add_argument("--cache-dir", default=".cache")
+    p.add_argument("--variants", nargs="+", choices=("exported", "standing", "train-mode"),
+                   default=["exported", "standing", "train-mode"], help="which of the three to score")
     args = p.parse_args()
 
     extractor = inception.load(None, "cpu")
@@ -46,15 +48,17 @@ def main() -> None:
     print(f"{args.checkpoint}: metadata {json.dumps(metadata)}")
     ref = reference_statistics(args.reference, g.cfg.image_size, extractor, inception.INCEPTION_SHA256,
                                args.holdout, cache_dir=args.cache_dir)
-    started = time.perf_counter()
-    standing = standing_statistics(g, args.standing_batches)
-    print(f"standing statistics: {args.standing_batches} batches of {STANDING_BATCH_SIZE} in "
-          f"{time.perf_counter() - started:.1f} s", flush=True)
-    train_mode = copy.deepcopy(g)
-    for m in batch_norms(train_mode):
-        m.train()
-    for name, model in (("as exported", g), ("standing", standing), (f"train-mode (batch {args.batch_size})",
-                                                                       train_mode)):
+    for variant in args.variants:
+        model, name = g, "as exported"
+        if variant == "standing":
+            started = time.perf_counter()
+            model, name = standing_statistics(g, args.standing_batches), "standing"
+            print(f"standing statistics: {args.standing_batches} batches of {STANDING_BATCH_SIZE} in "
+                  f"{time.perf_counter() - started:.1f} s", flush=True)
+        elif variant == "train-mode":
+            model, name = copy.deepcopy(g), f"train-mode (batch {args.batch_size})"
+            for m in batch_norms(model):
+                m.train()
         result = score(model, ref, extractor, args.num_samples, args.batch_size)
         print(f"{name:>22}: FID {result['fid']:.2f}  KID {result['kid']:.5f}  precision {result['precision']:.3f}  "
               f"recall {result['recall']:.3f}  ({args.num_samples} generated, {result['num_reference']} reference)",

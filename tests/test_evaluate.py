@@ -16,11 +16,12 @@ from torch import nn
 from sagan import evaluate as evaluate_module
 from sagan import inception, metrics, sample
 from sagan.attention_metrics import generator_report
-from sagan.checkpoint import load_generator
+from sagan.checkpoint import load_generator, read_export_metadata
 from sagan.config import TrainConfig, preset
 from sagan.data import load_images
-from sagan.evaluate import evaluate, main
-from sagan.sampling import generate, latents
+from sagan.evaluate import evaluate, generated_features, main
+from sagan.explore import render
+from sagan.sampling import generate, latent, latents
 from tests.factories import make_read_only, write_faces
 
 from conftest import ROOT
@@ -355,3 +356,22 @@ def test_module_entry_point_exits_2_without_traceback(tiny_checkpoint, faces, tm
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.startswith("error: no Inception network") and "Traceback" not in result.stderr
+
+
+def test_the_faces_scored_are_the_faces_the_app_draws_for_those_seeds(tiny_checkpoint):
+    """From an export with standing statistics (the fixture exports as train.py does), each seed's face in
+    evaluation's batches is the app's one-face render of that seed: BatchNorm samples in eval mode. (Up to one
+    colour level in a rare value: a batch of 4 runs other convolution kernels than a batch of 1, whose float
+    results differ by about 1e-6, which can round across a level; per-batch statistics would move every pixel.)"""
+    assert read_export_metadata(tiny_checkpoint)["standing_stats_batches"] == "40"
+    g = load_generator(tiny_checkpoint)
+    scored = []
+
+    def extractor(images):
+        scored.append(images)
+        return images.float().flatten(1)[:, :8]
+    generated_features(g, 7, extractor, batch_size=4, progress=False)  # batches of 4 and 3
+    faces = torch.cat(scored).permute(0, 2, 3, 1).numpy()
+    for seed in range(7):
+        apart = np.abs(faces[seed].astype(int) - render(g, latent(seed, g.cfg.z_dim)).face.astype(int))
+        assert apart.max() <= 1 and (apart > 0).mean() < 0.001
