@@ -6,20 +6,22 @@
 # (Successor of bench/cuda_session.sh, whose speed benchmarks docs/benchmarks.md reports.)
 #
 #   bash bench/gpu_session.sh grid OUT_DIR
-#   FINAL_FLAGS="--diffaugment translation,cutout" ATTN_FLAGS="--attn-dnl" COMPILE=1 bash bench/gpu_session.sh final OUT
+#   FINAL_FLAGS="--diffaugment color,translation,cutout" ATTN_FLAGS="--attn-dnl" COMPILE=1 \
+#     bash bench/gpu_session.sh final OUT
 #
 # Data: .gpu/faces64.zip and .gpu/validation.zip (python -m sagan.pack's training split at 64 px and validation
 # split), joined on the machine (bench/join_split.py) so that --holdout selects the validation faces; or DATA=ZIP,
 # whose last HOLDOUT (default 2000) files are the validation split.
 # Environment, [defaults]:
 #   BUDGET         seconds for the call, everything included [grid 270, final 300]
-#   FINAL_FLAGS    train.py flags of the chosen recipe ["--diffaugment translation,cutout"]
+#   FINAL_FLAGS    train.py flags of the chosen recipe ["--diffaugment color,translation,cutout"]
 #   ATTN_FLAGS     train.py flags of the chosen attention design, final run [""]
 #   GRID, GRID_ARMS, GRID_COMMON   the ablation grid, its arms in order (the budget cuts the last) and train.py
 #                  flags for every arm [recipe; baseline,diffaug-tc,bcr,dsteps2,topk,diffaug-ctc; ""]
 #   GRID_IMAGES    real images D trains on per arm [131072]; GRID_SAMPLES faces per FID [2000]
 #   EVAL_EVERY, EVAL_SAMPLES   steps between validations of the final run, faces per validation [2500; 2000]
 #   LOG_EVERY      steps between log lines, where --max-minutes can stop the run [200]
+#   FINAL_RESERVE  seconds kept after training for the exports, final FIDs and r_t [60]
 #   FINAL_SAMPLES  faces of the final FIDs of the best and last states [10000]
 #   COMPILE        1: --compile; 0: not; auto: if the CUDA test of compiled graphed training passes here [auto]
 #   DEVICE=cpu (with IMAGE_SIZE=32 BATCH=16 and small budgets): a dry run on the CPU
@@ -33,7 +35,7 @@ phase=$1 out=$2
 device=${DEVICE:-cuda} size=${IMAGE_SIZE:-64} batch=${BATCH:-256}
 budget=${BUDGET:-$([ "$phase" = grid ] && echo 270 || echo 300)}
 work=${WORK:-/tmp/sagan-session}
-final_flags=${FINAL_FLAGS-"--diffaugment translation,cutout"}
+final_flags=${FINAL_FLAGS-"--diffaugment color,translation,cutout"}
 mkdir -p "$out" "$work"
 export PYTHONUNBUFFERED=1
 
@@ -93,12 +95,13 @@ final() {
     auto) [ "$device" = cuda ] && step 150 python3 -m pytest -q -p no:cacheprovider tests/test_graphs.py \
             -k compiled && compile=--compile ;;
   esac
-  local run=$work/final
-  # The rest of the budget trains, keeping 60 s for the final FIDs, r_t and exports, and 60 s more for what
-  # training does after --max-minutes: the last log window, the last validation, the last checkpoint.
+  local run=$work/final reserve=${FINAL_RESERVE:-60}
+  rm -rf "$run"  # a fresh run, not one an earlier call on this machine left
+  # The rest of the budget trains, keeping FINAL_RESERVE seconds for the final FIDs, r_t and exports, and 60 s
+  # more for what training does after --max-minutes: the last log window, validation and checkpoint.
   local minutes
-  minutes=$(python3 -c "print(max(0.2, ($(left 120)) / 60))")
-  step "$(left 60)" python3 train.py --data "$data" --holdout "$holdout" --out "$run" --image-size "$size" \
+  minutes=$(python3 -c "print(max(0.2, ($(left $((reserve + 60)))) / 60))")
+  step "$(left "$reserve")" python3 train.py --data "$data" --holdout "$holdout" --out "$run" --image-size "$size" \
     --batch-size "$batch" --steps 10000000 --max-minutes "$minutes" --device "$device" --no-progress \
     --cache-dir "$work/cache" --log-every "${LOG_EVERY:-200}" --sample-every 2000 --ckpt-every "${EVAL_EVERY:-2500}" --keep-ckpts 1 \
     --eval-every "${EVAL_EVERY:-2500}" --eval-samples "${EVAL_SAMPLES:-2000}" $compile $final_flags \
