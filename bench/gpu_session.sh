@@ -103,9 +103,9 @@ final() {
   minutes=$(python3 -c "print(max(0.2, ($(left $((reserve + 60)))) / 60))")
   step "$(left "$reserve")" python3 train.py --data "$data" --holdout "$holdout" --out "$run" --image-size "$size" \
     --batch-size "$batch" --steps 10000000 --max-minutes "$minutes" --device "$device" --no-progress \
-    --cache-dir "$work/cache" --log-every "${LOG_EVERY:-200}" --sample-every 2000 --ckpt-every "${EVAL_EVERY:-2500}" --keep-ckpts 1 \
-    --eval-every "${EVAL_EVERY:-2500}" --eval-samples "${EVAL_SAMPLES:-2000}" $compile $final_flags \
-    ${ATTN_FLAGS:-} \
+    --cache-dir "$work/cache" --log-every "${LOG_EVERY:-200}" --sample-every 2000 --keep-ckpts 1 \
+    --ckpt-every "${EVAL_EVERY:-2500}" --eval-every "${EVAL_EVERY:-2500}" --eval-samples "${EVAL_SAMPLES:-2000}" \
+    $compile $final_flags ${ATTN_FLAGS:-} \
     --export "$out/g_ema-last.safetensors"
   # (A run stopped by the limit before its own export still has its checkpoints: export the latest then.)
   for which in best last; do
