@@ -143,6 +143,13 @@ def run_arm(args, name: str, flags_text: str, seed: int, call=subprocess.run) ->
             raise RuntimeError(f"{what} failed (exit {done.returncode}): see {log}")
         return time.perf_counter() - started
 
+    saved = run / "config.json"
+    if saved.is_file():  # a run of this --out and arm, from before: it must be the run this budget asks for
+        cfg = json.loads(saved.read_text())
+        found = (cfg.get("steps"), cfg.get("batch_size"), cfg.get("model", {}).get("image_size"))
+        if found != (row["steps"], args.batch_size, args.image_size):
+            raise RuntimeError(f"{run} holds a run of {found[0]} steps at batch {found[1]} and {found[2]} px, not "
+                               f"{row['steps']} at {args.batch_size} and {args.image_size}: give another --out")
     if not (run / "g_ema.safetensors").is_file():
         command = train_command(args, name, seed, flags)
         if (run / "checkpoints" / "latest.pt").is_file():
@@ -300,11 +307,11 @@ def main(argv=None) -> int:
         arms, seeds = {}, []
     for seed in seeds:
         for name, flags in arms.items():
-            key = f"{name}/seed{seed}"
-            if key in results and results[key].get("flags") == " ".join(arm_flags(flags, args.images)):
+            key, filled = f"{name}/seed{seed}", " ".join(arm_flags(flags, args.images))
+            if key in results and results[key].get("flags") == filled and results[key].get("images") == args.images:
                 print(f"{key}: done before, skipped", flush=True)
                 continue
-            print(f"{key}: {flags or '(no extra flags)'}", flush=True)
+            print(f"{key}: {filled or '(no extra flags)'}", flush=True)
             try:
                 results[key] = run_arm(args, name, flags, seed)
             except (RuntimeError, ValueError) as e:

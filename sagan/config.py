@@ -132,7 +132,7 @@ class TrainConfig:
     d_steps: int = 1                          # D updates per G update, each on its own real batch and fakes
     bcr_weight: float = 0.0                   # lambda of balanced consistency regularisation (Zhao et al. 2020)
     bcr_augment: str = "translation"          # DiffAugment policy whose outputs D must score as it scores its inputs
-    topk: float = 0.0                         # top-k G loss (Sinha et al. 2020): floor of the share of fakes kept; 0: off
+    topk: float = 0.0                         # top-k G loss (Sinha et al. 2020): least share of fakes kept; 0: off
     topk_kimg: float = 30.0                   # the kept share falls by 1% per this many thousand G images
     holdout: int = 0                          # last N files by name kept out of training (validation split)
     eval_data: str = ""                       # folder or .zip of validation faces (all its images) for --eval-every,

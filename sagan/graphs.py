@@ -3,9 +3,9 @@
 At batch 64 on an H200 an eager step spends most of its time issuing kernels from Python (the
 project's trainer used under 1% of the card's bf16 rate). A CUDA graph records the kernels of one
 iteration once and replays them for every later step. The iteration reads everything that changes
-between steps from ``StepInputs``, whose storage stays put: batch indices and the EMA weight are
-copied in before each replay, and its random generators are registered with the graph, so a replay
-draws exactly the numbers an eager step with the same seeds draws.
+between steps from ``StepInputs``, whose storage stays put: batch indices, the EMA weight and the
+top-k count are copied in before each replay, and its random generators are registered with the graph,
+so a replay draws exactly the numbers an eager step with the same seeds draws.
 """
 from __future__ import annotations
 

@@ -88,10 +88,22 @@ def test_a_half_trained_arm_resumes(tmp_path):
     assert commands[0][-1] == "--resume"
 
 
+def test_an_arm_whose_directory_holds_a_run_of_another_budget_is_refused(tmp_path):
+    args, runs = args_for(tmp_path), FakeRuns()
+    ablate.run_arm(args, "baseline", "", 0, call=runs)
+    (Path(args.out) / "baseline-seed0" / "config.json").write_text(json.dumps(
+        {"steps": 200, "batch_size": 32, "model": {"image_size": 32}}))
+    ablate.run_arm(args, "baseline", "", 0, call=runs)  # the same budget: reused
+    with pytest.raises(RuntimeError, match="holds a run of 200 steps at batch 32 and 32 px, not 100 at 32 and 32: "
+                                           "give another --out"):
+        ablate.run_arm(args_for(tmp_path, images=3200), "baseline", "", 0, call=runs)
+
+
 def test_finished_arms_are_skipped_and_a_failed_one_is_reported(tmp_path, monkeypatch, capsys):
     out = tmp_path / "grid"
     out.mkdir()
-    done = {"arm": "baseline", "seed": 0, "flags": "", "steps": 5, "fid": 90.0, "overfit": {}, "attention": {}}
+    done = {"arm": "baseline", "seed": 0, "flags": "", "steps": 5, "images": 40_000, "fid": 90.0, "overfit": {},
+            "attention": {}}
     (out / "results.json").write_text(json.dumps({"baseline/seed0": done}))
     ran = []
 
