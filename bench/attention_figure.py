@@ -4,8 +4,7 @@ generator (its face, then each layer's map for each pixel), as in the README.
     PYTHONPATH=. python bench/attention_figure.py --checkpoints today.safetensors chosen.safetensors --seed 0 \
         --pixels 10,12 21,12 16,24 --out docs/attention-designs.png
 
-Several heads are shown as their mean, the share of the value channels each key feeds (heads split the
-channels equally).
+Generators with one head per layer only: the app shows each of several heads on its own.
 """
 from __future__ import annotations
 
@@ -27,7 +26,7 @@ def row(checkpoint: str, seed: int, pixels: list[tuple[int, int]], display: int)
     images = [upscale(face.face, scale)]
     for m in face.attn_maps:
         if m.weights.dim() == 3:
-            m.weights = m.weights.mean(0)
+            raise SystemExit(f"{checkpoint} has {m.weights.shape[0]} heads per layer: this figure draws one.")
         images += [attention_overlay(face.face, m, x, y, scale) for x, y in pixels]
     return images
 
