@@ -40,8 +40,8 @@ def run_arm(name: str, seed: int, args: argparse.Namespace) -> Path:
                         "--sample-every", str(args.steps), "--ckpt-every", str(args.steps), "--export", str(export),
                         *common, *ARMS[name]], check=True)
     subprocess.run([sys.executable, "-m", "sagan.evaluate", "--checkpoint", str(export), "--reference", args.data,
-                    "--holdout", str(args.reference_holdout or args.holdout), "--num-samples", str(args.num_samples), "--run", str(run),
-                    "--cache-dir", args.cache_dir], check=True, cwd=ROOT)
+                    "--holdout", str(args.reference_holdout or args.holdout), "--num-samples", str(args.num_samples),
+                    "--run", str(run), "--cache-dir", args.cache_dir], check=True, cwd=ROOT)
     return run
 
 
