@@ -8,10 +8,11 @@
 - ``upscale`` / ``tile`` / ``save_gif``: crisp nearest-neighbour images, grids and strips, a GIF.
 - ``query_index``: a native pixel (the app maps a click on the upscaled face to one in the browser)
   -> the row of one layer's attention matrix (queries are row-major over that layer's feature map).
-- ``layer_views``: three images of one layer over the face, each with its caption: the row as a heatmap
+- ``layer_views``: three images of one layer over the face: the row as a heatmap
   (``attention_overlay``), the row against the layer's mean row (``contrast_overlay``, a log ratio on a
   centred scale) and the mean row itself (``mean_overlay``); the first two mark the clicked point and
   query cell. With several heads, each shows the mean of the heads' rows (``head_mean``).
+  ``layer_strip``: the three side by side in one image, with the layer's caption.
 - ``describe_dependence``: a layer's I(Q;K) over the faces of seeds 0..63, in plain words.
 - ``Explorer``: one loaded generator, a lock and an LRU cache bounded in bytes of faces with their
   attention matrices, grids and interpolated faces, so a slider move costs one forward pass and a
@@ -39,9 +40,10 @@ TRUNCATION_OFF = 3.0          # the slider's top: no truncation at all
 MAX_GRID = 64
 MAX_FRAMES = 32
 UPSCALE = 8                   # 64 px faces are shown at 512 px
-# Side of an attention map's image, about: shown a third of a laptop's maps column wide (or a phone's width),
-# 256 px stay crisp, and encode as PNG in a tenth of the time 512 px took (a click makes six).
+# Side of one view of an attention map, about: shown a third of a laptop's maps column wide, 256 px stay
+# crisp, and encode as PNG in a tenth of the time 512 px took (a click makes six views).
 MAP_SIZE = 256
+STRIP_GAP = 8                 # white pixels between the views of one layer
 # Narrowest on-screen width of a map whose marks stay whole: a page shrinks a map to about 200 px on a laptop,
 # and a 1 px outline then lost whole sides to the browser's nearest-neighbour scaling.
 MAP_MIN_SHOWN = 192
@@ -259,20 +261,21 @@ def describe_layer(attn_map: AttentionMap, x: int, y: int, image_size: int) -> s
             f"γ {attn_map.gamma:+.2f} · peak {float(row.max()) * row.size:.0f}x{heads}")
 
 
-def layer_views(face: np.ndarray, attn_map: AttentionMap, x: int, y: int,
-                figures: dict) -> list[tuple[np.ndarray, str]]:
-    """The three views of one layer for the query at (x, y), each with its caption: where the pixel
-    looks, what it looks at more than the average pixel does, and where the layer looks whatever the
-    query. ``figures``: the layer's ``attention_metrics.layer_report``."""
-    layer = f"{attn_map.resolution}x{attn_map.resolution}"
-    limit = f"{2 ** CONTRAST_BITS:g}x"
-    return [
-        (attention_overlay(face, attn_map, x, y),
-         f"{describe_layer(attn_map, x, y, face.shape[0])} — {describe_dependence(figures)}"),
-        (contrast_overlay(face, attn_map, x, y),
-         f"{layer} · against the average pixel: red up to {limit} more, blue up to {limit} less"),
-        (mean_overlay(face, attn_map), f"{layer} · the layer's mean map: the same wherever you click"),
-    ]
+def layer_views(face: np.ndarray, attn_map: AttentionMap, x: int, y: int) -> list[np.ndarray]:
+    """The three views of one layer for the query at (x, y): where the pixel looks, what it looks at
+    more than the average pixel does, and where the layer looks whatever the query."""
+    return [attention_overlay(face, attn_map, x, y), contrast_overlay(face, attn_map, x, y),
+            mean_overlay(face, attn_map)]
+
+
+def layer_strip(face: np.ndarray, attn_map: AttentionMap, x: int, y: int, figures: dict) -> tuple[np.ndarray, str]:
+    """The three ``layer_views`` side by side, STRIP_GAP white pixels apart, in one image (one file to
+    encode, copy and fetch instead of three: a click's whole cost beyond Gradio's round trip was about
+    the files), and its caption. ``figures``: the layer's ``attention_metrics.layer_report``."""
+    views = layer_views(face, attn_map, x, y)
+    gap = np.full((views[0].shape[0], STRIP_GAP, 3), 255, np.uint8)
+    return (np.concatenate([views[0], gap, views[1], gap, views[2]], axis=1),
+            f"{describe_layer(attn_map, x, y, face.shape[0])} — {describe_dependence(figures)}")
 
 
 def nbytes(value: Render | np.ndarray) -> int:
@@ -327,11 +330,10 @@ class Explorer:
             return self._figures
 
     def attention(self, seed: float, truncation: float, x: float, y: float) -> list[tuple[np.ndarray, str]]:
-        """(image, caption) of each view (``layer_views``) of each attention layer, layer by layer, for
-        the query at native pixel (x, y)."""
+        """(``layer_strip``, caption) per attention layer for the query at native pixel (x, y)."""
         x, y = check_query(x, y, self.image_size)
         result, figures = self.face(seed, truncation), self.figures()
-        return [view for m in result.attn_maps for view in layer_views(result.face, m, x, y, figures[m.name])]
+        return [layer_strip(result.face, m, x, y, figures[m.name]) for m in result.attn_maps]
 
     def grid(self, seed: float, count: int, truncation: float) -> np.ndarray:
         """Faces of seeds seed, seed+1, ... (wrapping past MAX_SEED), (count, S, S, 3)."""

@@ -53,15 +53,14 @@ def test_generate_gives_the_same_pixels_as_another_process(client, explorer):
     np.testing.assert_array_equal(read(client.predict(seed=9, truncation=0.8, api_name="/generate")), face)
 
 
-def test_attention_gives_three_captioned_views_per_layer(client, explorer):
-    views = client.predict(seed=9, truncation=OFF, x=30, y=1, api_name="/attention")
-    assert [item["caption"].split(" ·")[0] for item in views] == ["8x8, keys 4x4", "8x8", "8x8",
-                                                                  "16x16, keys 8x8", "16x16", "16x16"]
-    assert "γ +1.50" in views[3]["caption"] and "depends on the clicked pixel" in views[3]["caption"]
+def test_attention_gives_one_captioned_strip_of_three_views_per_layer(client, explorer):
+    layers = client.predict(seed=9, truncation=OFF, x=30, y=1, api_name="/attention")
+    assert [item["caption"].split(" ·")[0] for item in layers] == ["8x8, keys 4x4", "16x16, keys 8x8"]
+    assert "γ +1.50" in layers[1]["caption"] and "depends on the clicked pixel" in layers[1]["caption"]
     expected = explorer.attention(9, OFF, 30, 1)
-    assert len(views) == len(expected)
-    for item, (image, _) in zip(views, expected):
-        np.testing.assert_array_equal(read(item["image"]), image)
+    for item, (strip, _) in zip(layers, expected):
+        assert strip.shape == (SIZE * explore.UPSCALE, 3 * SIZE * explore.UPSCALE + 2 * explore.STRIP_GAP, 3)
+        np.testing.assert_array_equal(read(item["image"]), strip)
 
 
 def test_interpolate_ends_at_the_two_seeds_with_spherical_as_default(client):

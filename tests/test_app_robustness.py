@@ -71,10 +71,10 @@ def assert_well_formed(api_name, result):
     if api_name in ("generate", "interpolate"):
         image(result, display)
     elif api_name == "attention":
-        assert len(result) == 3 * 2  # three views per layer
-        for view, (overlay, caption) in enumerate(result):
-            image(overlay, display)
-            assert (", keys " in caption and "γ" in caption) if view % 3 == 0 else caption
+        assert len(result) == 2
+        for strip, caption in result:  # three views of a layer side by side
+            image(strip, (display[0], 3 * display[1] + 2 * explore.STRIP_GAP, 3))
+            assert ", keys " in caption and "γ" in caption and "depends on the clicked pixel" in caption
     elif api_name == "grid":
         image(result)
     else:

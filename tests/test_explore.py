@@ -162,16 +162,25 @@ def test_the_query_cells_outline_keeps_its_four_sides_on_a_map_shown_smaller(res
         assert any(white[down, i].all() for i in near(edge)), f"the side at column {edge} is lost"
 
 
-def test_three_captioned_views_per_layer_and_the_first_states_the_layers_figure(explorer):
-    views = explorer.attention(3, OFF, 4, 4)
-    assert len(views) == 3 * 2 and all(image.shape == (DISPLAY, DISPLAY, 3) for image, _ in views)
-    captions = [caption for _, caption in views]
+def panels(strip: np.ndarray) -> list[np.ndarray]:
+    """The three views of a layer's strip."""
+    step = DISPLAY + explore.STRIP_GAP
+    assert strip.shape == (DISPLAY, 3 * DISPLAY + 2 * explore.STRIP_GAP, 3)
+    assert (strip[:, DISPLAY:step] == 255).all() and (strip[:, step + DISPLAY:2 * step] == 255).all()
+    return [strip[:, i * step:i * step + DISPLAY] for i in range(3)]
+
+
+def test_a_strip_of_three_views_per_layer_captioned_with_the_layers_figure(explorer):
+    strips = explorer.attention(3, OFF, 4, 4)
+    result = explorer.face(3, OFF)
+    for (strip, _), m in zip(strips, result.attn_maps):
+        for panel, view in zip(panels(strip), explore.layer_views(result.face, m, 4, 4)):
+            np.testing.assert_array_equal(panel, view)
+    captions = [caption for _, caption in strips]
     figure = (r" — over 64 faces, where it looks depends on the clicked pixel by \d\.\d\d bits of a possible {}: "
               r"(nearly|partly) the same map wherever you click")
     assert re.fullmatch(r"8x8, keys 4x4 · γ \+0\.50 · peak \d+x" + figure.format(4), captions[0]), captions[0]
-    assert re.fullmatch(r"16x16, keys 8x8 · γ \+1\.50 · peak \d+x" + figure.format(6), captions[3]), captions[3]
-    assert captions[1] == "8x8 · against the average pixel: red up to 8x more, blue up to 8x less"
-    assert captions[5] == "16x16 · the layer's mean map: the same wherever you click"
+    assert re.fullmatch(r"16x16, keys 8x8 · γ \+1\.50 · peak \d+x" + figure.format(6), captions[1]), captions[1]
     with pytest.raises(ValueError, match="y must be a pixel coordinate"):
         explorer.attention(3, OFF, 4, SIZE)
 
@@ -180,11 +189,12 @@ def test_the_mean_view_is_the_same_wherever_you_click_and_the_others_follow_the_
     a, b = explorer.attention(5, OFF, 2, 2), explorer.attention(5, OFF, 29, 29)
     away = np.ones((DISPLAY, DISPLAY), bool)  # off both clicks' marks
     away[:48, :48] = away[-48:, -48:] = False
-    for (image_a, _), (image_b, _), view in zip(a, b, [0, 1, 2] * 2):
-        if view == 2:
-            np.testing.assert_array_equal(image_a, image_b)
-        else:
-            assert np.abs(image_a.astype(int) - image_b.astype(int))[away].mean() > 2
+    for (strip_a, _), (strip_b, _) in zip(a, b):
+        raw_a, contrast_a, mean_a = panels(strip_a)
+        raw_b, contrast_b, mean_b = panels(strip_b)
+        np.testing.assert_array_equal(mean_a, mean_b)
+        for view_a, view_b in ((raw_a, raw_b), (contrast_a, contrast_b)):
+            assert np.abs(view_a.astype(int) - view_b.astype(int))[away].mean() > 2
 
 
 def uniform_face_map(weights: torch.Tensor) -> tuple[np.ndarray, explore.AttentionMap]:
@@ -231,11 +241,11 @@ def test_several_heads_show_as_the_mean_of_their_rows_and_say_so():
     face, multi = uniform_face_map(heads)
     _, single = uniform_face_map(heads.mean(0))
     figures = {"mi_bits": 1.0, "mi_normalised": 0.25}
-    for (image, caption), (expected, expected_caption) in zip(explore.layer_views(face, multi, 3, 30, figures),
-                                                               explore.layer_views(face, single, 3, 30, figures)):
-        np.testing.assert_array_equal(image, expected)
-        assert caption == expected_caption.replace("x — over", "x · mean of 2 heads — over", 1)
-    assert "mean of" not in explore.describe_layer(single, 3, 30, SIZE)
+    (strip, caption), (expected, expected_caption) = (explore.layer_strip(face, m, 3, 30, figures)
+                                                      for m in (multi, single))
+    np.testing.assert_array_equal(strip, expected)
+    assert caption == expected_caption.replace("x — over", "x · mean of 2 heads — over", 1)
+    assert "mean of" not in expected_caption
 
 
 @pytest.mark.parametrize("share, words", [(0.1, "nearly the same map wherever you click"),
