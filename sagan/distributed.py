@@ -60,6 +60,9 @@ def init_distributed(device: torch.device, cpu_timeout: timedelta = timedelta(mi
             dist.init_process_group("nccl")
         else:
             dist.init_process_group("gloo", timeout=cpu_timeout)
+        # Every rank finishes connecting before any may leave: one that refuses the run right away and
+        # destroys its group would otherwise break a slower peer's connection setup (gloo connectFullMesh).
+        dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
     return Distributed(rank, world), device
 
 

@@ -121,6 +121,7 @@ def test_cpu_ranks_wait_for_rank_0s_validation_however_long_it_takes(monkeypatch
     calls = []
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda backend, **kwargs: calls.append((backend, kwargs)))
+    monkeypatch.setattr(dist, "barrier", lambda **kwargs: None)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     ranks, device = init_distributed(torch.device("cpu"), collective_timeout(52_000))
