@@ -545,7 +545,7 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
         with gr.Row(visible=False):  # the API's /edit and the walk's length: no widgets
             edit_walk_frames = gr.Number(EDIT_WALK_FRAMES, label="frames")
             api_direction, api_amount = gr.Number(1, label="direction"), gr.Number(0, label="amount")
-            api_face = gr.Image(format="png", label="face")
+            api_face = gr.Image(format="png", label="face", interactive=False)
             edit_api = gr.Button("edit")
         leave_bad_values_to_the_callbacks(edit_seed, edit_truncation, *amounts, edit_x, edit_y, walk_direction,
                                           radius, nearby_seed, edit_walk_frames, api_direction, api_amount)

@@ -44,7 +44,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    return a + (b - a) * t
+    # Weighted this way, t = 1 gives b exactly (a + (b - a) * t can be a rounding off it).
+    return (1 - t) * a + t * b
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -48,7 +48,9 @@ def test_seed_0_is_a_face_with_one_attention_map_per_layer(explorer):
         assert not torch.allclose(m.weights[0], m.weights[-1])  # where it looks depends on the query
     layers = explorer.attention(0, OFF, 32, 32)
     assert [caption.split(" ·")[0] for _, caption in layers] == ["16x16, keys 8x8", "32x32, keys 16x16"]
-    assert all(overlay.shape == (64 * explore.UPSCALE, 64 * explore.UPSCALE, 3) for overlay, _ in layers)
+    # Three views per layer, side by side: where the pixel looks, its contrast to the mean, the mean.
+    strip = (explore.MAP_SIZE, 3 * explore.MAP_SIZE + 2 * explore.STRIP_GAP, 3)
+    assert all(views.shape == strip for views, _ in layers)
 
 
 def test_seed_0_is_the_same_face_from_a_fresh_load_and_from_another_process(explorer, tmp_path):
