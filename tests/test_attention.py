@@ -240,3 +240,17 @@ def test_heads_that_do_not_divide_the_channels_are_refused_naming_the_flag():
         SelfAttention(64, heads=3)
     with pytest.raises(ValueError, match="--attn-heads 3 must divide --conv-dim / 8"):
         tiny_model(conv_dim=16, attn_heads=3)
+
+
+def test_an_export_carries_the_options_and_renders_as_the_generator_did(tmp_path):
+    from sagan.checkpoint import export_generator, read_export_metadata
+    torch.manual_seed(0)
+    g = Generator(tiny_model(conv_dim=16, attn_dnl=True, attn_cosine=True, attn_rel_pos=True, attn_heads=2,
+                             attn_gamma_init=0.5)).eval()
+    export_generator(g, tmp_path / "g.safetensors")
+    assert '"attn_heads": 2' in read_export_metadata(tmp_path / "g.safetensors")["config"]
+    loaded = load_generator(tmp_path / "g.safetensors")
+    assert loaded.cfg == g.cfg
+    z = torch.randn(2, 8)
+    with torch.inference_mode():
+        assert torch.equal(loaded(z), g(z))
