@@ -77,7 +77,8 @@ def test_defaults_are_todays_block_parameter_for_parameter():
 
 def test_an_export_made_before_the_options_renders_bit_for_bit_as_it_did():
     """tests/data/old_tiny*.safetensors were written by the attention of commit 1402490 (before the options):
-    a tiny exported generator and, for fixed latents, its faces and attention maps, computed with 2 threads."""
+    a tiny exported generator (conftest's tiny_checkpoint recipe) and, for latents drawn from a generator seeded
+    1, its faces and attention maps, computed on the 2-core AVX-512 CPU with 2 threads."""
     data = Path(__file__).parent / "data"
     saved = load_file(data / "old_tiny_outputs.safetensors")
     g = load_generator(data / "old_tiny.safetensors")
