@@ -4,6 +4,9 @@ evaluate its export (FID, KID and the attention figures into the run's metrics.j
     python bench/attention_grid.py --data faces.zip --out runs/attention-grid            # every arm, seed 0
     python bench/attention_grid.py --data faces.zip --out runs/attention-grid --arms today,combo --seeds 1
 
+The README's CPU-scale table: --steps 160 --num-samples 250 --reference-holdout 500 --cache-dir DIR, its arms
+split over several such commands run side by side (an arm's runs never share a directory).
+
 A stand-in until the grid harness (bench/ablate.py --grid attention) runs the same arms at full scale.
 An arm already evaluated in --out is not trained again, so the grid can be extended arm by arm.
 """
@@ -23,7 +26,7 @@ ARMS = {
     "rel-pos": ["--attn-rel-pos"],
     "heads2": ["--attn-heads", "2"],
     "gamma0.5": ["--attn-gamma-init", "0.5"],
-    "combo": ["--attn-dnl", "--attn-cosine"],
+    "combo": ["--attn-cosine", "--attn-gamma-init", "0.5"],   # the best pair of the single options at CPU scale
 }
 
 

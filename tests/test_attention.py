@@ -77,7 +77,8 @@ def test_defaults_are_todays_block_parameter_for_parameter():
 
 def test_an_export_made_before_the_options_renders_bit_for_bit_as_it_did():
     """tests/data/old_tiny*.safetensors were written by the attention of commit 1402490 (before the options):
-    a tiny exported generator and, for fixed latents, its faces and attention maps, computed with 2 threads."""
+    a tiny exported generator (conftest's tiny_checkpoint recipe) and, for latents drawn from a generator seeded
+    1, its faces and attention maps, computed on the 2-core AVX-512 CPU with 2 threads."""
     data = Path(__file__).parent / "data"
     saved = load_file(data / "old_tiny_outputs.safetensors")
     g = load_generator(data / "old_tiny.safetensors")
@@ -240,3 +241,17 @@ def test_heads_that_do_not_divide_the_channels_are_refused_naming_the_flag():
         SelfAttention(64, heads=3)
     with pytest.raises(ValueError, match="--attn-heads 3 must divide --conv-dim / 8"):
         tiny_model(conv_dim=16, attn_heads=3)
+
+
+def test_an_export_carries_the_options_and_renders_as_the_generator_did(tmp_path):
+    from sagan.checkpoint import export_generator, read_export_metadata
+    torch.manual_seed(0)
+    g = Generator(tiny_model(conv_dim=16, attn_dnl=True, attn_cosine=True, attn_rel_pos=True, attn_heads=2,
+                             attn_gamma_init=0.5)).eval()
+    export_generator(g, tmp_path / "g.safetensors")
+    assert '"attn_heads": 2' in read_export_metadata(tmp_path / "g.safetensors")["config"]
+    loaded = load_generator(tmp_path / "g.safetensors")
+    assert loaded.cfg == g.cfg
+    z = torch.randn(2, 8)
+    with torch.inference_mode():
+        assert torch.equal(loaded(z), g(z))
