@@ -40,14 +40,16 @@ RECIPE_ARMS = {
     "dsteps2": "--d-steps 2 --lr-g 2e-4 --lr-d 2e-4",
     "topk": "--topk 0.5 --topk-kimg {topk_kimg}",
 }
-# The attention issue's options (its ModelConfig fields), each alone and combined; the finalists get two seeds.
+# The attention issue's options (its ModelConfig fields), each alone, and the combination its CPU-scale grid
+# found best (README: cosine + gamma 0.5); the finalists get two seeds (--seeds).
 ATTENTION_ARMS = {
     "attn-today": "",
     "attn-dnl": "--attn-dnl",
     "attn-cosine": "--attn-cosine",
     "attn-rel-pos": "--attn-rel-pos",
-    "attn-heads4": "--attn-heads 4",
-    "attn-combined": "--attn-dnl --attn-cosine --attn-rel-pos",
+    "attn-heads2": "--attn-heads 2",
+    "attn-gamma0.5": "--attn-gamma-init 0.5",
+    "attn-cosine-gamma0.5": "--attn-cosine --attn-gamma-init 0.5",
 }
 GRIDS = {"recipe": RECIPE_ARMS, "attention": ATTENTION_ARMS, "all": {**RECIPE_ARMS, **ATTENTION_ARMS}}
 TOPK_DECAYS = 69  # 0.99 ** 69 ~ 0.5: the 1% steps top-k's share takes to fall to its usual floor
