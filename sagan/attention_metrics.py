@@ -88,21 +88,29 @@ def mean_distance(weights: torch.Tensor, query_grid: tuple[int, int], key_grid: 
     return (w * dist).sum(-1).mean(dim=(0, 2))
 
 
-def layer_report(weights: torch.Tensor, query_grid: tuple[int, int], key_grid: tuple[int, int],
-                 image_size: int) -> dict:
-    """Every measure of one layer, averaged over heads, with each head's own values when it has several."""
-    per_head = {
+def _per_head(weights: torch.Tensor, query_grid: tuple[int, int], key_grid: tuple[int, int],
+              image_size: int) -> dict[str, torch.Tensor]:
+    return {
         "mi_bits": mutual_information(weights),
         "row_entropy_bits": row_entropy(weights),
         "pairwise_distance": pairwise_distance(weights),
         "mean_distance_px": mean_distance(weights, query_grid, key_grid, image_size),
     }
+
+
+def _summary(per_head: dict[str, torch.Tensor], num_keys: int) -> dict:
     report = {name: float(values.mean()) for name, values in per_head.items()}
-    report["mi_normalised"] = report["mi_bits"] / math.log2(weights.shape[-1])
+    report["mi_normalised"] = report["mi_bits"] / math.log2(num_keys)
     if len(per_head["mi_bits"]) > 1:
         report["heads"] = [{name: float(values[h]) for name, values in per_head.items()}
                            for h in range(len(per_head["mi_bits"]))]
     return report
+
+
+def layer_report(weights: torch.Tensor, query_grid: tuple[int, int], key_grid: tuple[int, int],
+                 image_size: int) -> dict:
+    """Every measure of one layer, averaged over heads, with each head's own values when it has several."""
+    return _summary(_per_head(weights, query_grid, key_grid, image_size), weights.shape[-1])
 
 
 def generator_report(g: nn.Module, num_faces: int = FACES, batch_size: int = 64) -> dict[str, dict]:
@@ -139,15 +147,22 @@ def report_lines(report: dict[str, dict]) -> list[str]:
 
 @torch.inference_mode()
 def _report(g: nn.Module, num_faces: int, batch_size: int) -> dict[str, dict]:
+    # Every measure is a mean over faces, so batches' means weighted by their size give the whole set's, and
+    # only one batch's matrices are ever held (all 64 faces' would take gigabytes at 128 px).
     device = next(g.parameters()).device
     z = latents(range(num_faces), g.cfg.z_dim)
-    layers: dict[str, list] = {}
+    sums: dict[str, dict[str, torch.Tensor]] = {}
+    num_keys: dict[str, int] = {}
     with capture_attention(g) as maps:
         for i in range(0, num_faces, batch_size):
             g(z[i:i + batch_size].to(device))
             for m in maps:
-                layers.setdefault(m.name, [m]).append(m.weights)
+                faces = m.weights.shape[0]
+                measures = _per_head(m.weights, (m.resolution,) * 2, m.key_grid, g.cfg.image_size)
+                total = sums.setdefault(m.name, {name: 0 for name in measures})
+                for name, values in measures.items():
+                    total[name] = total[name] + values * faces
+                num_keys[m.name] = m.weights.shape[-1]
             maps.clear()
-    return {name: layer_report(torch.cat(found[1:]), (found[0].resolution,) * 2, found[0].key_grid,
-                               g.cfg.image_size)
-            for name, found in layers.items()}
+    return {name: _summary({k: v / num_faces for k, v in total.items()}, num_keys[name])
+            for name, total in sums.items()}
