@@ -288,10 +288,26 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
 
     @user_errors
     def generate(seed, truncation):
+        """Draw the anime face of a seed.
+
+        Args:
+            seed: which face, a whole number from 0 to 2,147,483,647.
+            truncation: 0.2 to 3; lower draws faces nearer the average face, 3 is off.
+        """
         return files.png(explore.upscale(explorer.face(seed, truncation).face, explore.UPSCALE))
 
     @user_errors
     def attention(seed, truncation, x, y):
+        """Where self-attention looks from one pixel of a seed's face: per attention layer, one image of
+        three views (that pixel's map, what it looks at more than the average pixel does, the layer's
+        mean map) and a caption.
+
+        Args:
+            seed: which face, a whole number from 0 to 2,147,483,647.
+            truncation: 0.2 to 3; lower draws faces nearer the average face, 3 is off.
+            x: the pixel's column, 0 to the image size - 1.
+            y: the pixel's row, 0 to the image size - 1.
+        """
         return [(files.png(image, "attention.png"), caption)
                 for image, caption in explorer.attention(seed, truncation, x, y)]
 
@@ -301,15 +317,40 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
 
     @user_errors
     def grid(seed, count, truncation):
+        """A grid of the faces of consecutive seeds.
+
+        Args:
+            seed: the first seed.
+            count: how many faces, 1 to 64.
+            truncation: 0.2 to 3; lower draws faces nearer the average face, 3 is off.
+        """
         faces = explorer.grid(seed, count, truncation)
         return files.png(explore.upscale(explore.tile(faces), 2), "grid.png")
 
     @user_errors
     def interpolate(seed_a, seed_b, t, truncation, method):
+        """The face a fraction t of the way from seed A's face to seed B's, in latent space.
+
+        Args:
+            seed_a: the first face's seed.
+            seed_b: the second face's seed.
+            t: 0 (face A) to 1 (face B).
+            truncation: 0.2 to 3; lower draws faces nearer the average face, 3 is off.
+            method: "spherical" or "linear" interpolation of the latents.
+        """
         return files.png(explore.upscale(explorer.interpolate(seed_a, seed_b, t, truncation, method), explore.UPSCALE))
 
     @user_errors
     def walk(seed_a, seed_b, frames, truncation, method):
+        """A walk from seed A's face to seed B's: a strip of frames and an animated GIF.
+
+        Args:
+            seed_a: the first face's seed.
+            seed_b: the last face's seed.
+            frames: how many faces, 2 to 32.
+            truncation: 0.2 to 3; lower draws faces nearer the average face, 3 is off.
+            method: "spherical" or "linear" interpolation of the latents.
+        """
         faces = explorer.walk(seed_a, seed_b, frames, truncation, method)
         gif = files.path(f"walk-{int(seed_a)}-{int(seed_b)}-{int(frames)}-{float(truncation):g}-{method}.gif")
         explore.save_gif(explore.upscale(faces, 4), str(gif))
@@ -323,6 +364,14 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
 
     @user_errors
     def edit(seed, truncation, direction, amount):
+        """A seed's face moved along one semantic direction (SeFa) of the generator's latent space.
+
+        Args:
+            seed: which face, a whole number from 0 to 2,147,483,647.
+            truncation: 0.2 to 3; lower draws faces nearer the average face, 3 is off.
+            direction: which direction, from 1 (the strongest) to 8 (fewer for a latent under 8 long).
+            amount: how far, in standard deviations of the latent; 0 is the seed's face exactly.
+        """
         return files.png(explore.upscale(editor.one(seed, truncation, direction, amount).face, explore.UPSCALE),
                          "edit.png")
 

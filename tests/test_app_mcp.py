@@ -55,6 +55,9 @@ def test_an_mcp_client_lists_the_named_endpoints_and_draws_the_apps_face(mcp_url
     assert NAMED_ENDPOINTS <= names and "attention_of_typed_query" not in names  # api_name=False stays private
     generate, = [tool for tool in tools if tool.name == "generate"]
     assert set(generate.inputSchema["properties"]) == {"seed", "truncation"}
+    # An assistant reads what a tool does and what each argument means from the callbacks' docstrings.
+    assert "face of a seed" in generate.description
+    assert "average face" in generate.inputSchema["properties"]["truncation"].get("description", "")
     assert not face.isError
     explorer = app.load_explorer(tiny_checkpoint)
     np.testing.assert_array_equal(image_of(face), explore.upscale(explorer.face(9, 0.8).face, explore.UPSCALE))
