@@ -5,7 +5,8 @@
 The checkpoint is --checkpoint, else $SAGAN_CHECKPOINT, else checkpoints/anime64.safetensors; the
 address is --host/--port, else $GRADIO_SERVER_NAME/$GRADIO_SERVER_PORT, else 127.0.0.1:7860.
 All compute lives in sagan.explore; this file only wires it to widgets and named API endpoints
-(/generate, /attention, /grid, /interpolate, /walk), all usable from gradio_client.
+(/generate, /attention, /grid, /interpolate, /walk; the Edit tab's /edit, /edit_face, /edit_attention,
+/edit_grid, /edit_walk, /edit_nearby, computed in sagan.editing), all usable from gradio_client.
 
 What the server exposes is kept to that: any bad input is answered with a message (never a
 traceback), no share link, no upload route, and only Gradio's own cache of generated outputs is
