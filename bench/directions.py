@@ -147,7 +147,7 @@ def main() -> None:
     print()
     head = "| direction | eigenvalue | consistency | change per unit step (levels) |"
     if not args.no_realism:
-        head += "".join(f" realistic at ±{a:g} |" for a in amounts) + " largest realistic amount |"
+        head += "".join(f" share inside at ±{a:g} |" for a in amounts) + " largest realistic amount |"
     print(head)
     print("|" + "---|" * head.count(" |"))
     for row in table:
