@@ -435,7 +435,8 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                         from_first_tab = gr.Button("the first tab's face", size="sm")
                         reset = gr.Button("reset", size="sm", elem_id="edit-reset")
                     amounts = [gr.Slider(-editing.MAX_AMOUNT, editing.MAX_AMOUNT, value=0, step=0.1,
-                                         label=f"direction {i + 1} · eigenvalue {eigenvalue_text(editor.eigenvalues[i])}",
+                                         label=f"direction {i + 1} · eigenvalue "
+                                               f"{eigenvalue_text(editor.eigenvalues[i])}",
                                          info=notes[i] if notes else None, elem_id=f"amount-{i + 1}")
                                for i in range(count)]
                 with gr.Column(scale=1, min_width=260):
