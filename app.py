@@ -58,6 +58,9 @@ CSS = """
 #face .image-container, #between .image-container { padding-top: 28px; }
 #attention .grid-wrap { min-height: 0 !important; height: auto !important; padding-top: 28px; }
 #attention .gallery-container:has(.preview) .grid-wrap { min-height: 450px !important; }
+#edit-face .image-container, #edit-walk .image-container { padding-top: 28px; }
+#edit-attention .grid-wrap, #nearby .grid-wrap { min-height: 0 !important; height: auto !important; padding-top: 28px; }
+#edit-attention .gallery-container:has(.preview) .grid-wrap { min-height: 450px !important; }
 @media (max-width: 640px) {
   #attention .grid-container { --grid-cols: 1 !important; }
   #attention .grid-wrap { max-height: none !important; }
@@ -556,6 +559,11 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
         # /edit: one direction, for API clients (the sliders' several amounts are /edit_face), through hidden
         # components, so the client gets the face as a file, as from /generate.
         edit_api.click(edit, [edit_seed, edit_truncation, api_direction, api_amount], api_face, api_name="edit")
+    # With the Edit tab, a phone's width no longer held every tab's name, and Gradio hid Interpolation in a
+    # menu: the names wrap onto a second row instead. (The tabs' own Tabs block is made by the first gr.Tab.)
+    for block in demo.blocks.values():
+        if isinstance(block, gr.Tabs):
+            block.overflow_behavior = "wrap"
     # One forward pass at a time runs anyway (explore.Explorer's lock); the limit keeps a crowd
     # of Spaces visitors queued instead of piling threads onto the CPU.
     demo.queue(default_concurrency_limit=2, max_size=64)
