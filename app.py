@@ -58,7 +58,7 @@ CSS = """
 #face .image-container, #between .image-container { padding-top: 28px; }
 #attention .grid-wrap { min-height: 0 !important; height: auto !important; padding-top: 28px; }
 #attention .gallery-container:has(.preview) .grid-wrap { min-height: 450px !important; }
-#edit-face .image-container, #edit-walk .image-container { padding-top: 28px; }
+#edit-face .image-container, #edit-walk .image-container, #edit-grid .image-container { padding-top: 28px; }
 #edit-attention .grid-wrap, #nearby .grid-wrap { min-height: 0 !important; height: auto !important; padding-top: 28px; }
 #edit-attention .gallery-container:has(.preview) .grid-wrap { min-height: 450px !important; }
 @media (max-width: 640px) {
