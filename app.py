@@ -5,7 +5,8 @@
 The checkpoint is --checkpoint, else $SAGAN_CHECKPOINT, else checkpoints/anime64.safetensors; the
 address is --host/--port, else $GRADIO_SERVER_NAME/$GRADIO_SERVER_PORT, else 127.0.0.1:7860.
 All compute lives in sagan.explore; this file only wires it to widgets and named API endpoints
-(/generate, /attention, /grid, /interpolate, /walk), all usable from gradio_client.
+(/generate, /attention, /grid, /interpolate, /walk; the Edit tab's /edit, /edit_face, /edit_attention,
+/edit_grid, /edit_walk, /edit_nearby, computed in sagan.editing), all usable from gradio_client.
 
 What the server exposes is kept to that: any bad input is answered with a message (never a
 traceback), no share link, no upload route, and only Gradio's own cache of generated outputs is
@@ -59,11 +60,14 @@ CSS = """
 #attention .grid-wrap { min-height: 0 !important; height: auto !important; max-height: none !important;
                         padding-top: 28px; }
 #attention .gallery-container:has(.preview) .grid-wrap { min-height: 450px !important; }
-#attention .thumbnail-item { aspect-ratio: auto; height: auto; overflow: visible; display: flex;
-                             flex-direction: column; }
-#attention .thumbnail-item > img { height: auto; }
-#attention .caption-label { position: static; max-width: none; white-space: normal; opacity: 1 !important;
-                            border: none; border-radius: 0; }
+#attention .thumbnail-item, #edit-attention .thumbnail-item { aspect-ratio: auto; height: auto; overflow: visible;
+                                                             display: flex; flex-direction: column; }
+#attention .thumbnail-item > img, #edit-attention .thumbnail-item > img { height: auto; }
+#attention .caption-label, #edit-attention .caption-label { position: static; max-width: none; white-space: normal;
+                                                           opacity: 1 !important; border: none; border-radius: 0; }
+#edit-face .image-container, #edit-walk .image-container, #edit-grid .image-container { padding-top: 28px; }
+#edit-attention .grid-wrap, #nearby .grid-wrap { min-height: 0 !important; height: auto !important; padding-top: 28px; }
+#edit-attention .gallery-container:has(.preview) .grid-wrap { min-height: 450px !important; }
 @media (max-width: 640px) {
   #walk-strip .image-container, #grid .image-container { padding-top: 40px; }
   #walk-strip .image-frame { overflow-x: auto; justify-content: flex-start; }
@@ -507,7 +511,8 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                         from_first_tab = gr.Button("the first tab's face", size="sm")
                         reset = gr.Button("reset", size="sm", elem_id="edit-reset")
                     amounts = [gr.Slider(-editing.MAX_AMOUNT, editing.MAX_AMOUNT, value=0, step=0.1,
-                                         label=f"direction {i + 1} · eigenvalue {eigenvalue_text(editor.eigenvalues[i])}",
+                                         label=f"direction {i + 1} · eigenvalue "
+                                               f"{eigenvalue_text(editor.eigenvalues[i])}",
                                          info=notes[i] if notes else None, elem_id=f"amount-{i + 1}")
                                for i in range(count)]
                 with gr.Column(scale=1, min_width=260):
@@ -627,6 +632,11 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
         # /edit: one direction, for API clients (the sliders' several amounts are /edit_face), through hidden
         # components, so the client gets the face as a file, as from /generate.
         edit_api.click(edit, [edit_seed, edit_truncation, api_direction, api_amount], api_face, api_name="edit")
+    # With the Edit tab, a phone's width no longer held every tab's name, and Gradio hid Interpolation in a
+    # menu: the names wrap onto a second row instead. (The tabs' own Tabs block is made by the first gr.Tab.)
+    for block in demo.blocks.values():
+        if isinstance(block, gr.Tabs):
+            block.overflow_behavior = "wrap"
     # One forward pass at a time runs anyway (explore.Explorer's lock); the limit keeps a crowd
     # of Spaces visitors queued instead of piling threads onto the CPU.
     demo.queue(default_concurrency_limit=2, max_size=64)

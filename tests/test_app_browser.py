@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import app
-from sagan import explore
+from sagan import editing, explore
 
 import playwright.sync_api as sync_api
 
@@ -586,3 +586,66 @@ def test_a_bad_seed_is_reported_once_and_an_emptied_query_box_not_at_all(page):
     page.wait_for_function("() => document.body.innerText.includes('seed must be a whole number')")
     wait_until_answered(page)  # the maps' request, were it sent too, would have answered by now
     assert toast_text(page).count("seed must be a whole number") == 1
+
+
+def test_the_grid_and_interpolation_tabs_show_their_default_grid_and_walk_on_load(browser, app_url):
+    """The Interpolation tab opened with an empty strip, GIF and file box until "make walk" was pressed, the
+    Grid tab with an empty box until "show grid"."""
+    page = open_page(browser, app_url)
+    try:
+        page.get_by_role("tab", name="Interpolation").click()
+        wait_for_change(page, "#walk-strip img", [], 1)
+        page.wait_for_function("() => document.body.innerText.includes('walk-0-1-8-3-spherical')")  # its file
+        page.get_by_role("tab", name="Grid").click()
+        wait_for_change(page, "#grid img", [], 1)
+    finally:
+        page.close()
+
+
+def test_a_direction_slider_edits_the_face_a_nearby_face_becomes_it_and_reset_undoes_both(browser, app_url,
+                                                                                            tiny_checkpoint):
+    editor = editing.Editor(app.load_explorer(tiny_checkpoint))
+    off = explore.TRUNCATION_OFF
+    page = open_page(browser, app_url)
+
+    def shows(amounts, steps="") -> bool:
+        shown = shown_images(page, "#edit-face img")
+        expected = explore.upscale(editor.face(0, off, steps, amounts).face, explore.UPSCALE)
+        return len(shown) == 1 and np.array_equal(shown[0], expected)
+
+    def wait_until_it_shows(amounts, steps=""):
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while not shows(amounts, steps):
+            assert time.monotonic() < deadline, f"the edited face never showed {amounts}, {steps!r}"
+            page.wait_for_timeout(200)
+    try:
+        page.get_by_role("tab", name="Edit").click()
+        face = wait_for_change(page, "#edit-face img", [], 1)
+        wait_for_change(page, "#edit-grid img", [], 1)  # shown on load, as the nearby faces are
+        nearby = wait_for_change(page, "#nearby img", [], editing.VARIATIONS)
+        assert shows([0.0] * 8)
+        slider = page.locator("#amount-2 input[type=range]")
+        slider.focus()
+        for _ in range(5):
+            page.keyboard.press("ArrowRight")
+        assert page.locator("#amount-2 input[type=number]").input_value() == "0.5"
+        edited = [0.0, 0.5] + [0.0] * 6
+        face = wait_for_change(page, "#edit-face img", face, 1)
+        wait_until_it_shows(edited)
+        assert "amount_2=0.5" in page.locator("#edit-recipe").inner_text()
+        nearby = wait_for_change(page, "#nearby img", nearby, editing.VARIATIONS)  # the new face's neighbours
+        page.locator("#nearby .thumbnail-item").nth(2).click()
+        page.wait_for_function("() => document.querySelector('#edit-steps textarea').value === '3:0.5'")
+        wait_until_it_shows(edited, "3:0.5")
+        maps = image_sources(page, "#edit-attention img")
+        image = page.locator("#edit-face img")
+        box = image.bounding_box()
+        image.click(position={"x": 6.5 * box["width"] / SIZE, "y": 20.5 * box["height"] / SIZE})
+        wait_for_change(page, "#edit-attention img", maps, 2)
+        assert (page.locator("#edit-query-x input").input_value(),
+                page.locator("#edit-query-y input").input_value()) == ("6", "20")
+        page.locator("#edit-reset").click()
+        page.wait_for_function("() => document.querySelector('#edit-steps textarea').value === ''")
+        wait_until_it_shows([0.0] * 8)
+    finally:
+        page.close()

@@ -332,3 +332,29 @@ def test_refused_inputs_reach_the_user_but_leave_no_traceback_in_the_server_log(
     with pytest.raises(gr.Error, match="seed must be a whole number, got 1.5") as refused:
         refuse(1.5)
     assert refused.value.print_exception is False
+
+
+EDIT_ENDPOINTS = ("edit", "edit_face", "edit_attention", "edit_grid", "edit_walk", "edit_nearby")
+
+
+@pytest.mark.parametrize("through_gradio", [True, False], ids=["preprocessed", "raw"])
+@pytest.mark.parametrize("api_name", EDIT_ENDPOINTS)
+def test_edit_callbacks_answer_or_refuse_with_a_message(demo, api_name, through_gradio):
+    """The Edit tab's endpoints, given mostly wrong values (a steps text among them: any JSON value)."""
+    fn = endpoint(demo, api_name)
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.one_of(ANY, st.just("3:0.5")), min_size=len(fn.inputs), max_size=len(fn.inputs)))
+    def check(values):
+        try:
+            if through_gradio:
+                values = [block.preprocess(v) for block, v in zip(fn.inputs, values)]
+            result = fn.fn(*values)
+        except gr.Error as e:
+            assert str(e) and "Traceback" not in str(e)
+            return
+        paths = [result] if isinstance(result, str) else [item[0] if isinstance(item, tuple) else item
+                                                           for item in result]
+        assert paths and all(Path(p).is_file() for p in paths)
+
+    check()
