@@ -170,7 +170,7 @@ def test_validation_fid_is_logged_and_the_best_state_kept(tmp_path, faces_dir, o
     for name in ("kid", "precision", "recall"):  # holdout 4 and 8 samples: enough for k = 3 neighbours
         assert [r[f"metrics/{name}"] for r in logged if f"metrics/{name}" in r] == [e[name] for e in entries]
         assert all(e[name] is not None for e in entries)
-    step = export_run(out, str(tmp_path / "best.safetensors"), which="best")
+    step = export_run(out, str(tmp_path / "best.safetensors"), which="best", standing_batches=0)  # G_ema as saved
     assert step == best_step
     g = load_generator(tmp_path / "best.safetensors")
     assert all(torch.equal(g.state_dict()[k], v) for k, v in best["G_ema"].items())
