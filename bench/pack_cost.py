@@ -55,8 +55,8 @@ def main() -> None:
         packed_faces[quality] = np.stack([decode_image(b, args.size) for b in blobs])
         per_face = np.mean([len(b) for b in blobs])
         print(f"quality {quality:3d}: {per_face:6.0f} bytes a face, training split "
-              f"~{per_face * training / 2 ** 20:5.1f} MiB (images alone, before zip headers), PSNR {psnr(originals, packed_faces[quality]):.2f} dB",
-              flush=True)
+              f"~{per_face * training / 2 ** 20:5.1f} MiB (images alone, before zip headers), "
+              f"PSNR {psnr(originals, packed_faces[quality]):.2f} dB", flush=True)
 
     extractor = inception.load(None, "cpu")
     features = [extract_features(torch.from_numpy(x).permute(0, 3, 1, 2), extractor, 64, desc, progress=False)

@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 
 from sagan.config import ModelConfig, TrainConfig
+from sagan.networks import Generator
+from sagan.standing import batch_norms
 
 
 def tiny_model(**overrides) -> ModelConfig:
@@ -29,6 +31,16 @@ def train_tiny(data, out, **overrides):
     """Train a tiny config quietly (no progress bar, no TensorBoard); returns the trained models."""
     from sagan.training import train
     return train(tiny_train_config(data, out, **overrides), progress=False, tensorboard=False)
+
+
+def generator_with_copied_statistics():
+    """A tiny generator whose BatchNorm buffers, like G_ema's in training, were measured on other weights."""
+    torch.manual_seed(0)
+    g = Generator(tiny_model())
+    for m in batch_norms(g):
+        m.running_mean.fill_(0.3)
+        m.running_var.fill_(2.0)
+    return g.eval()
 
 
 def write_faces(folder, count: int = 12, size: int = 40, seed: int = 0) -> list:

@@ -14,8 +14,8 @@ from safetensors.torch import load_file, save
 from sagan.checkpoint import EXPORT_FORMAT, CheckpointError, export_generator, load_generator, load_training_state
 from sagan.networks import Generator
 from sagan.sampling import latents
-from sagan.standing import STANDING_BATCH_SIZE, STANDING_BATCHES, batch_norms, standing_statistics
-from tests.factories import tiny_model
+from sagan.standing import STANDING_BATCH_SIZE, STANDING_BATCHES, standing_statistics
+from tests.factories import generator_with_copied_statistics, tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,16 +84,6 @@ def test_weights_that_do_not_match_their_config_are_refused(tmp_path):
               metadata={**_metadata(tmp_path / "g.safetensors"), "config": wider})
     with pytest.raises(CheckpointError, match="does not match"):
         load_generator(tmp_path / "bad.safetensors")
-
-
-def generator_with_copied_statistics() -> Generator:
-    """A generator whose BatchNorm buffers, like G_ema's in training, were measured on other weights."""
-    torch.manual_seed(0)
-    g = Generator(tiny_model())
-    for m in batch_norms(g):
-        m.running_mean.fill_(0.3)
-        m.running_var.fill_(2.0)
-    return g.eval()
 
 
 def test_exports_carry_standing_statistics_say_so_and_repeat(tmp_path):

@@ -1,23 +1,12 @@
 """Standing statistics (sagan/standing.py): what they measure, what they leave alone, and that they repeat."""
 import torch
 
-from sagan.networks import Generator
 from sagan.standing import STANDING_SEED, batch_norms, standing_statistics
-from tests.factories import tiny_model
-
-
-def trained_looking_generator() -> Generator:
-    """A generator whose copied BatchNorm buffers, like G_ema's, do not describe its own activations."""
-    torch.manual_seed(0)
-    g = Generator(tiny_model())
-    for m in batch_norms(g):
-        m.running_mean.fill_(0.3)
-        m.running_var.fill_(2.0)
-    return g.eval()
+from tests.factories import generator_with_copied_statistics
 
 
 def test_statistics_are_the_mean_and_variance_of_the_generators_own_activations():
-    g = trained_looking_generator()
+    g = generator_with_copied_statistics()
     standing = standing_statistics(g, batches=3, batch_size=8)
     first = standing.blocks[0][1]
     # The same latents, drawn again; the first BatchNorm's input is the first layer's output.
@@ -37,7 +26,7 @@ def test_statistics_are_the_mean_and_variance_of_the_generators_own_activations(
 
 
 def test_only_batchnorm_statistics_change_and_the_original_is_untouched():
-    g = trained_looking_generator()
+    g = generator_with_copied_statistics()
     before = {k: v.clone() for k, v in g.state_dict().items()}
     standing = standing_statistics(g, batches=2, batch_size=4)
     assert not standing.training and all(not m.training for m in standing.modules())
@@ -51,7 +40,7 @@ def test_only_batchnorm_statistics_change_and_the_original_is_untouched():
 
 
 def test_the_same_weights_give_the_same_statistics_and_zero_batches_keep_the_copied_ones():
-    g = trained_looking_generator()
+    g = generator_with_copied_statistics()
     a, b = (standing_statistics(g, batches=2, batch_size=4).state_dict() for _ in range(2))
     assert all(torch.equal(a[k], b[k]) for k in a)
     kept = standing_statistics(g, batches=0).state_dict()
