@@ -68,7 +68,7 @@ grid() {
   # Graphs are the default on one GPU; only where the tests (the recipe options' replays among them) fail, not.
   step 120 python3 -m pytest -q -p no:cacheprovider tests/test_graphs.py tests/test_training_cuda.py -k "not compiled" \
     || { [ "$device" = cuda ] && graphs=--no-cuda-graphs; }
-  step "$(left 30)" python3 bench/ablate.py --data "$data" --out "$work/grid" --grid "${GRID:-recipe}" \
+  step "$(left 45)" python3 bench/ablate.py --data "$data" --out "$work/grid" --grid "${GRID:-recipe}" \
     --arms "${GRID_ARMS:-baseline,diffaug-tc,bcr,dsteps2,topk,diffaug-ctc}" --images "${GRID_IMAGES:-131072}" \
     --image-size "$size" --batch-size "$batch" --holdout "$holdout" --eval-samples "${GRID_SAMPLES:-2000}" \
     --device "$device" --common "$graphs ${GRID_COMMON:-}"
