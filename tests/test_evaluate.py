@@ -16,7 +16,7 @@ from torch import nn
 from sagan import evaluate as evaluate_module
 from sagan import inception, metrics, sample
 from sagan.attention_metrics import generator_report
-from sagan.checkpoint import load_generator, read_export_metadata
+from sagan.checkpoint import export_generator, load_generator, read_export_metadata
 from sagan.config import TrainConfig, preset
 from sagan.data import load_images
 from sagan.evaluate import evaluate, generated_features, main
@@ -358,13 +358,15 @@ def test_module_entry_point_exits_2_without_traceback(tiny_checkpoint, faces, tm
     assert result.stderr.startswith("error: no Inception network") and "Traceback" not in result.stderr
 
 
-def test_the_faces_scored_are_the_faces_the_app_draws_for_those_seeds(tiny_checkpoint):
-    """From an export with standing statistics (the fixture exports as train.py does), each seed's face in
+def test_the_faces_scored_are_the_faces_the_app_draws_for_those_seeds(tiny_checkpoint, tmp_path):
+    """From an export with standing statistics (exported as train.py does), each seed's face in
     evaluation's batches is the app's one-face render of that seed: BatchNorm samples in eval mode. (Up to one
     colour level in a rare value: a batch of 4 runs other convolution kernels than a batch of 1, whose float
     results differ by about 1e-6, which can round across a level; per-batch statistics would move every pixel.)"""
-    assert read_export_metadata(tiny_checkpoint)["standing_stats_batches"] == "40"
-    g = load_generator(tiny_checkpoint)
+    exported = tmp_path / "standing.safetensors"
+    export_generator(load_generator(tiny_checkpoint), exported)
+    assert read_export_metadata(exported)["standing_stats_batches"] == "40"
+    g = load_generator(exported)
     scored = []
 
     def extractor(images):
