@@ -525,10 +525,11 @@ def build_demo(explorer: explore.Explorer) -> gr.Blocks:
                                             info="a nearby face chosen below adds its step; clear it to undo")
                     recipe = gr.Markdown(elem_id="edit-recipe")
                 with gr.Column(scale=1, min_width=260):
-                    edit_maps = gr.Gallery(label="where that pixel attends, per layer", format="png",
-                                           columns=max(len(explorer.g.attn), 1), object_fit="contain",
+                    edit_maps = gr.Gallery(label="where that pixel attends: three views per layer", format="png",
+                                           columns=1, object_fit="contain",
                                            height="auto", elem_id="edit-attention", elem_classes="pixelated",
                                            interactive=False, visible=has_maps)
+                    gr.Markdown(VIEWS_LEGEND, visible=has_maps)
                     with gr.Row(visible=has_maps):
                         edit_x = gr.Number(size // 2, label=f"query x (0-{size - 1})", elem_id="edit-query-x")
                         edit_y = gr.Number(size // 2, label=f"query y (0-{size - 1})", elem_id="edit-query-y")

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from .directions import generator_directions
-from .explore import (MAX_FRAMES, Explorer, Render, _got, _is_whole, attention_overlay, check_query, check_seed,
-                      describe_layer, is_number, render, truncation_threshold)
+from .explore import (MAX_FRAMES, Explorer, Render, _got, _is_whole, check_query, check_seed, is_number,
+                      layer_strip, render, truncation_threshold)
 from .sampling import MAX_SEED, generate, latent
 
 # The sliders' range, in standard deviations of the latent: bench/directions.py found the bundled generator's
@@ -141,11 +141,11 @@ class Editor:
         return self.face(seed, truncation, "", amounts)
 
     def attention(self, seed, truncation, steps, amounts, x, y) -> list[tuple[np.ndarray, str]]:
-        """(overlay, caption) per attention layer of the edited face, for the query at native pixel (x, y)."""
+        """(``explore.layer_strip``, caption) per attention layer of the edited face, for the query at native
+        pixel (x, y): the same three views as the first tab's."""
         x, y = check_query(x, y, self.explorer.image_size)
-        result = self.face(seed, truncation, steps, amounts)
-        return [(attention_overlay(result.face, m, x, y), describe_layer(m, x, y, self.explorer.image_size))
-                for m in result.attn_maps]
+        result, figures = self.face(seed, truncation, steps, amounts), self.explorer.figures()
+        return [layer_strip(result.face, m, x, y, figures[m.name]) for m in result.attn_maps]
 
     def _faces(self, key, latents: list[torch.Tensor]) -> np.ndarray:
         # One face per forward pass, as the explorer's grids: a face is the same pixels wherever it appears.

@@ -57,9 +57,11 @@ def test_the_edited_faces_attention_maps_are_its_own(editor):
     result = editor.face(9, OFF, "", edit)
     maps = editor.attention(9, OFF, "", edit, 4, 20)
     assert len(maps) == len(result.attn_maps) == 2
-    for (overlay, caption), m in zip(maps, result.attn_maps):
-        np.testing.assert_array_equal(overlay, explore.attention_overlay(result.face, m, 4, 20))
-        assert caption == explore.describe_layer(m, 4, 20, SIZE)
+    figures = editor.explorer.figures()
+    for (views, caption), m in zip(maps, result.attn_maps):
+        expected_views, expected_caption = explore.layer_strip(result.face, m, 4, 20, figures[m.name])
+        np.testing.assert_array_equal(views, expected_views)   # the first tab's three views, of the edited face
+        assert caption == expected_caption
     unedited = editor.explorer.attention(9, OFF, 4, 20)
     assert not all(np.array_equal(a, b) for (a, _), (b, _) in zip(maps, unedited))
 
