@@ -87,6 +87,19 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, dtype: str =
     return int(state["step"])
 
 
+def refresh_export(source: str | os.PathLike, path: str | os.PathLike,
+                   standing_batches: int = STANDING_BATCHES) -> dict:
+    """Export ``source``'s generator again to ``path`` (which may be ``source``) with standing statistics
+    measured now, in the dtype it was saved in and with its step: for files exported before export measured
+    them, or with another batch count. Returns the new file's metadata."""
+    g = load_generator(source)
+    step = read_export_metadata(source).get("step")
+    with safe_open(str(source), framework="pt") as f:
+        dtype = "fp16" if any(f.get_slice(k).get_dtype() == "F16" for k in f.keys()) else "fp32"
+    export_generator(g, path, dtype=dtype, step=None if step is None else int(step), standing_batches=standing_batches)
+    return read_export_metadata(path)
+
+
 def export_generator(g: Generator, path: str | os.PathLike, dtype: str = "fp32", step: int | None = None,
                      standing_batches: int = STANDING_BATCHES) -> None:
     """Save a generator's weights as safetensors, its ModelConfig in the metadata. Its BatchNorm statistics are

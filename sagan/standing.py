@@ -7,10 +7,17 @@ of batches of fresh untruncated latents from one seeded generator, so the same w
 the same statistics and the same exported bytes. Everything else stays in eval mode: spectral
 norm's power iteration must not move the weights. Sampling afterwards is in eval mode as before, so
 a seed's face does not depend on the rest of its batch.
+
+Files exported before export measured them get them without retraining:
+
+    python -m sagan.standing --checkpoint old.safetensors --out new.safetensors [--batches 40]
 """
 from __future__ import annotations
 
+import argparse
 import copy
+import json
+import sys
 
 import torch
 from torch import nn
@@ -52,3 +59,27 @@ def standing_statistics(g: nn.Module, batches: int = STANDING_BATCHES,
         m.eval()
     return g
 
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sagan.standing", description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", required=True, metavar="PATH.safetensors", help="an exported generator")
+    p.add_argument("--out", required=True, metavar="PATH.safetensors",
+                   help="where to write it with standing statistics (may be --checkpoint itself)")
+    p.add_argument("--batches", type=int, default=STANDING_BATCHES, metavar="N",
+                   help=f"batches of {STANDING_BATCH_SIZE} fresh latents (default {STANDING_BATCHES})")
+    args = p.parse_args(argv)
+    from .checkpoint import refresh_export  # checkpoint.py imports this module
+    try:
+        if args.batches < 1:
+            raise ValueError(f"--batches must be 1 or more, not {args.batches}.")
+        metadata = refresh_export(args.checkpoint, args.out, args.batches)
+    except (ValueError, OSError) as e:  # CheckpointError, unwritable paths
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in metadata.items() if k != "config"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,7 +26,7 @@ from .evaluate import Extractor, check_reference, reference_statistics, score
 from .graphs import GraphedIteration, use_cuda_graphs
 from .rundir import RunDirectory, RunLock
 from .sampling import latents
-from .standing import STANDING_BATCHES
+from .standing import STANDING_BATCHES, standing_statistics
 from .step import (Iteration, Models, build_models, cuda_speed_settings, make_autocast, maybe_compile, restore,
                    training_state)
 
@@ -35,15 +35,18 @@ class TrainingError(RuntimeError):
     """Training cannot go on (diverged, or mis-configured); the message says why."""
 
 
-def validation(cfg: TrainConfig, extractor: Extractor, progress: bool = True) -> Callable[[nn.Module, int], dict]:
+def validation(cfg: TrainConfig, extractor: Extractor, progress: bool = True,
+               standing_batches: int = STANDING_BATCHES) -> Callable[[nn.Module, int], dict]:
     """(g, step) -> metrics.jsonl entry with validation FID and KID against the validation faces (all of
     ``cfg.eval_data``, or the holdout split of ``cfg.data``), whose statistics are computed (or read from the
-    cache) once. ``extractor`` is the network ``cfg.inception_sha256`` names."""
+    cache) once. ``extractor`` is the network ``cfg.inception_sha256`` names. ``g`` is scored as export writes
+    it, with ``standing_batches`` of standing statistics, so the best state is chosen on the faces it exports."""
     reference, holdout = (cfg.eval_data, 0) if cfg.eval_data else (cfg.data, cfg.holdout)
     ref = reference_statistics(reference, cfg.model.image_size, extractor, cfg.inception_sha256, holdout,
                                cache_dir=cfg.cache_dir or Path(cfg.out) / "cache", progress=progress)
-    return lambda g, step: {"step": step, "source": "train --eval-every",
-                            **score(g, ref, extractor, cfg.eval_samples, progress=progress)}
+    return lambda g, step: {"step": step, "source": "train --eval-every", "standing_stats_batches": standing_batches,
+                            **score(standing_statistics(g, standing_batches), ref, extractor, cfg.eval_samples,
+                                    progress=progress)}
 
 
 def train(cfg: TrainConfig, resume_state: dict | None = None, export: str | None = None,
@@ -130,7 +133,7 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
         iterate = GraphedIteration(iterate)
     run = RunDirectory(cfg, tensorboard=tensorboard) if ranks.main else None
     fixed_z = latents(range(cfg.num_grid), cfg.model.z_dim).to(device)
-    validate = validation(cfg, extractor, progress) if cfg.eval_every > 0 and ranks.main else None
+    validate = validation(cfg, extractor, progress, standing_batches) if cfg.eval_every > 0 and ranks.main else None
     if run:
         run.log(models.step, {"event/start": 1.0, "images": float(images.shape[0]), "processes": float(ranks.world),
                               "cuda_graphs": float(graphs)})

@@ -45,3 +45,40 @@ def test_the_same_weights_give_the_same_statistics_and_zero_batches_keep_the_cop
     assert all(torch.equal(a[k], b[k]) for k in a)
     kept = standing_statistics(g, batches=0).state_dict()
     assert all(torch.equal(v, g.state_dict()[k]) for k, v in kept.items())
+
+
+def test_an_old_export_gets_standing_statistics_without_retraining(tmp_path, capsys):
+    """python -m sagan.standing: an export saved without standing statistics (an fp16 one, as bundled) comes
+    out as export now writes the same weights, in the same dtype and with its step; nothing else changes."""
+    from safetensors import safe_open
+
+    from sagan.checkpoint import export_generator, load_generator, read_export_metadata
+    from sagan.standing import main
+    g = generator_with_copied_statistics()
+    old, new, direct = tmp_path / "old.safetensors", tmp_path / "new.safetensors", tmp_path / "direct.safetensors"
+    export_generator(g, old, dtype="fp16", step=1234, standing_batches=0)
+    assert main(["--checkpoint", str(old), "--out", str(new), "--batches", "2"]) == 0
+    assert '"standing_stats_batches": "2"' in capsys.readouterr().out
+    metadata = read_export_metadata(new)
+    assert metadata["step"] == "1234" and metadata["standing_stats_batches"] == "2"
+    assert metadata["config"] == read_export_metadata(old)["config"]
+    with safe_open(str(new), framework="pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} >= {"F16"}
+    # The same as exporting the fp16-rounded weights with 2 batches of standing statistics directly.
+    export_generator(load_generator(old), direct, dtype="fp16", step=1234, standing_batches=2)
+    from safetensors.torch import load_file
+    expected, got = load_file(str(direct)), load_file(str(new))
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+    assert read_export_metadata(direct) == metadata
+    refreshed, before = load_generator(new).state_dict(), load_generator(old).state_dict()
+    changed = {k for k in before if not torch.equal(before[k], refreshed[k])}
+    assert changed and all(k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in changed)
+
+
+def test_refreshing_a_missing_export_says_what_to_pass(tmp_path, capsys):
+    from sagan.standing import main
+    assert main(["--checkpoint", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: no generator weights at '{tmp_path / 'none.safetensors'}'")
+    assert main(["--checkpoint", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "x.safetensors"),
+                 "--batches", "0"]) == 2
+    assert "--batches must be 1 or more, not 0" in capsys.readouterr().err

@@ -197,6 +197,37 @@ def test_validation_fid_is_logged_and_the_best_state_kept(tmp_path, faces_dir, o
     assert all(torch.equal(g.state_dict()[k], v) for k, v in best["G_ema"].items())
 
 
+def test_validation_scores_the_faces_the_best_export_draws(tmp_path, faces_dir):
+    """best.pt is chosen on validation FIDs, so they must be measured with the standing statistics export
+    writes: the best state's export, scored afresh, gets the FID its validation logged."""
+    from sagan.evaluate import reference_statistics, score
+
+    def extract(images):
+        x = images.float().mean(dim=(2, 3))
+        return torch.cat([x, x.square() / 255], dim=1)
+    out = tmp_path / "run"
+    cfg = tiny_train_config(faces_dir, out, steps=2, holdout=4, eval_every=2, eval_samples=8, ckpt_every=2,
+                            inception_sha256="tiny")
+    train(cfg, progress=False, tensorboard=False, extractor=extract, standing_batches=3)
+    (entry,) = _metrics(out)
+    assert entry["standing_stats_batches"] == 3
+    export_run(out, str(tmp_path / "best.safetensors"), which="best", standing_batches=3)
+    ref = reference_statistics(faces_dir, cfg.model.image_size, extract, "tiny", holdout=4,
+                               cache_dir=tmp_path / "cache", progress=False)
+    exported = score(load_generator(tmp_path / "best.safetensors"), ref, extract, 8, progress=False)
+    assert exported["fid"] == pytest.approx(entry["fid"], rel=1e-5)
+    # G_ema's own (copied) statistics draw other faces: the check above can tell them apart.
+    copied = score(_best_g_ema(out), ref, extract, 8, progress=False)
+    assert abs(copied["fid"] - entry["fid"]) > 1e-3 * entry["fid"]
+
+
+def _best_g_ema(out):
+    state = load_training_state(out / "checkpoints" / "best.pt")
+    g = Generator(tiny_train_config(".", out).model)
+    g.load_state_dict(state["G_ema"])
+    return g.eval()
+
+
 def test_the_logged_speed_counts_training_steps_not_validation(tmp_path, faces_dir, monkeypatch):
     """A validation that takes 100 s after step 1 must not show up as a crawl at step 2."""
     import sagan.training as training
