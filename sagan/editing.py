@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .directions import generator_directions
-from .explore import (MAX_FRAMES, Explorer, Render, _got, _is_whole, check_query, check_seed, is_number,
+from .explore import (MAX_FRAMES, Explorer, Render, check_query, check_seed, got, is_number, is_whole,
                       layer_strip, render, truncation_threshold)
 from .sampling import MAX_SEED, generate, latent
 
@@ -44,20 +44,20 @@ VARIATIONS = 8                # nearby faces shown at once
 def check_amount(amount, name: str = "amount") -> float:
     if not is_number(amount) or not -MAX_AMOUNT <= amount <= MAX_AMOUNT:
         raise ValueError(f"{name} must be a number from {-MAX_AMOUNT:g} to {MAX_AMOUNT:g} (standard deviations of "
-                         f"the latent), {_got(amount)}.")
+                         f"the latent), {got(amount)}.")
     return float(amount)
 
 
 def check_direction(direction, count: int) -> int:
     """A 1-based direction number (the app's and the API's) as a 0-based index."""
-    if not _is_whole(direction, 1, count):
-        raise ValueError(f"direction must be a whole number from 1 to {count}, {_got(direction)}.")
+    if not is_whole(direction, 1, count):
+        raise ValueError(f"direction must be a whole number from 1 to {count}, {got(direction)}.")
     return int(direction) - 1
 
 
 def check_radius(radius) -> float:
     if not is_number(radius) or not 0 < radius <= MAX_RADIUS:
-        raise ValueError(f"radius must be a number above 0 and at most {MAX_RADIUS:g}, {_got(radius)}.")
+        raise ValueError(f"radius must be a number above 0 and at most {MAX_RADIUS:g}, {got(radius)}.")
     return float(radius)
 
 
@@ -68,7 +68,7 @@ def parse_steps(text) -> tuple[tuple[int, float], ...]:
     how = ('steps must be nearby steps written "seed:radius", separated by commas (e.g. "12:0.5, 7:0.25"), '
            f'at most {MAX_STEPS}, or nothing')
     if not isinstance(text, str):
-        raise ValueError(f"{how}, {_got(text)}.")
+        raise ValueError(f"{how}, {got(text)}.")
     items = [item.strip() for item in text.split(",")]
     if len(items) > MAX_STEPS:
         raise ValueError(f"{how}; got {len(items)} steps.")
@@ -163,8 +163,8 @@ class Editor:
         """``frames`` faces of the edit with one direction's amount going from -MAX_AMOUNT to MAX_AMOUNT."""
         seed, threshold, steps, amounts = self._checked(seed, truncation, steps, amounts)
         i = check_direction(direction, self.count)
-        if not _is_whole(frames, 2, MAX_FRAMES):
-            raise ValueError(f"a walk needs a whole number of 2 to {MAX_FRAMES} frames, {_got(frames)}.")
+        if not is_whole(frames, 2, MAX_FRAMES):
+            raise ValueError(f"a walk needs a whole number of 2 to {MAX_FRAMES} frames, {got(frames)}.")
         rows = [[*amounts[:i], float(a), *amounts[i + 1:]] for a in np.linspace(-MAX_AMOUNT, MAX_AMOUNT, int(frames))]
         return self._faces(("edit-walk", seed, threshold, steps, amounts, i, int(frames)),
                            [self._latent(seed, threshold, steps, row) for row in rows])

@@ -78,19 +78,19 @@ def is_number(value) -> bool:
     return isinstance(value, numbers.Integral) or math.isfinite(value)
 
 
-def _got(value) -> str:
+def got(value) -> str:
     """The end of a refusal: what was given, or that nothing was (an emptied box in the app)."""
     return "but it is empty" if value is None or (isinstance(value, str) and not value) else f"got {value!r}"
 
 
-def _is_whole(value, low: int, high: int) -> bool:
+def is_whole(value, low: int, high: int) -> bool:
     """Whether ``value`` is a finite whole number in [low, high] (a float such as 3.0 counts)."""
     return is_number(value) and low <= value <= high and value == int(value)
 
 
 def check_seed(seed: float) -> int:
-    if not _is_whole(seed, 0, MAX_SEED):
-        raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, {_got(seed)}.")
+    if not is_whole(seed, 0, MAX_SEED):
+        raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, {got(seed)}.")
     return int(seed)
 
 
@@ -98,15 +98,15 @@ def truncation_threshold(truncation: float) -> float | None:
     """The slider value as a threshold for ``sampling.latent``; its top value means no truncation."""
     if not is_number(truncation) or not TRUNCATION_MIN <= truncation <= TRUNCATION_OFF:
         raise ValueError(f"truncation must be between {TRUNCATION_MIN} and {TRUNCATION_OFF} "
-                         f"({TRUNCATION_OFF} = off), {_got(truncation)}.")
+                         f"({TRUNCATION_OFF} = off), {got(truncation)}.")
     return None if truncation >= TRUNCATION_OFF else float(truncation)
 
 
 def check_query(x: float, y: float, image_size: int) -> tuple[int, int]:
     for name, v in (("x", x), ("y", y)):
-        if not _is_whole(v, 0, image_size - 1):
+        if not is_whole(v, 0, image_size - 1):
             raise ValueError(f"{name} must be a pixel coordinate of the {image_size}x{image_size} face, "
-                             f"a whole number from 0 to {image_size - 1}, {_got(v)}.")
+                             f"a whole number from 0 to {image_size - 1}, {got(v)}.")
     return int(x), int(y)
 
 
@@ -129,7 +129,7 @@ def render(g: Generator, z: torch.Tensor) -> Render:
 def interpolation_latents(z_a: torch.Tensor, z_b: torch.Tensor, ts, method: str = "spherical") -> torch.Tensor:
     """(len(ts), z_dim) latents from z_a (t=0) to z_b (t=1)."""
     if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"interpolation must be one of {', '.join(METHODS)}, {_got(method)}.")
+        raise ValueError(f"interpolation must be one of {', '.join(METHODS)}, {got(method)}.")
     mix = slerp if method == "spherical" else lerp
     return torch.stack([mix(z_a, z_b, float(t)) for t in ts])
 
@@ -338,8 +338,8 @@ class Explorer:
     def grid(self, seed: float, count: int, truncation: float) -> np.ndarray:
         """Faces of seeds seed, seed+1, ... (wrapping past MAX_SEED), (count, S, S, 3)."""
         seed, threshold = check_seed(seed), truncation_threshold(truncation)
-        if not _is_whole(count, 1, MAX_GRID):
-            raise ValueError(f"a grid holds a whole number of 1 to {MAX_GRID} faces, {_got(count)}.")
+        if not is_whole(count, 1, MAX_GRID):
+            raise ValueError(f"a grid holds a whole number of 1 to {MAX_GRID} faces, {got(count)}.")
         seeds = [(seed + i) % (MAX_SEED + 1) for i in range(int(count))]
         return self._cached(("grid", seed, int(count), threshold),
                             lambda: generate(self.g, latents(seeds, self.z_dim, threshold), batch_size=1))
@@ -353,7 +353,7 @@ class Explorer:
                     method: str = "spherical") -> np.ndarray:
         """The (S, S, 3) face at t in [0, 1] on the way from seed_a to seed_b."""
         if not is_number(t) or not 0 <= t <= 1:
-            raise ValueError(f"t must be between 0 (seed A) and 1 (seed B), {_got(t)}.")
+            raise ValueError(f"t must be between 0 (seed A) and 1 (seed B), {got(t)}.")
         z_a, z_b = self._pair(seed_a, seed_b, truncation)
         z = interpolation_latents(z_a, z_b, [t], method)[0]
         key = ("mix", int(seed_a), int(seed_b), float(t), truncation_threshold(truncation), method)
@@ -362,8 +362,8 @@ class Explorer:
     def walk(self, seed_a: float, seed_b: float, frames: int, truncation: float,
              method: str = "spherical") -> np.ndarray:
         """``frames`` evenly spaced faces from seed_a to seed_b inclusive, (frames, S, S, 3)."""
-        if not _is_whole(frames, 2, MAX_FRAMES):
-            raise ValueError(f"a walk needs a whole number of 2 to {MAX_FRAMES} frames, {_got(frames)}.")
+        if not is_whole(frames, 2, MAX_FRAMES):
+            raise ValueError(f"a walk needs a whole number of 2 to {MAX_FRAMES} frames, {got(frames)}.")
         z_a, z_b = self._pair(seed_a, seed_b, truncation)
         z = interpolation_latents(z_a, z_b, np.linspace(0, 1, int(frames)), method)
         with self._lock:
