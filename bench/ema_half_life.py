@@ -2,11 +2,13 @@
 
     python bench/ema_half_life.py --data faces.zip --holdout 2000 [--steps 6500] [--batch-size 64]
         [--image-size 32] [--conv-dim 32] [--max-images 0] [--num-samples 1000] [--cache-dir .cache]
-        [--bn standing copied] [--device auto|cpu|cuda]
+        [--half-lives 10] [--bn standing copied] [--device auto|cpu|cuda]
 
 G and D train once (the EMA never feeds back into training); alongside the run's own G_ema, which
 follows the new default (--ema-kimg unset: 10 kimg per 32 images of the batch), the script keeps
-an average under the old default (10 kimg whatever the batch). At the end each average is scored
+one average per --half-lives value (kimg, same ramp-up), by default the old default's 10 kimg
+whatever the batch. The old default spanned 39 steps at the bundled generator's batch of 256: at a
+smaller batch, 39 steps is 10 * batch / 256 kimg (2.5 at 64). At the end each average is scored
 against the last --holdout files (seeds 0..N-1, no truncation), with standing statistics (what
 export now writes) and, with --bn, with the BatchNorm statistics copied from G. The ramp-up caps the
 half-life at --ema-rampup (0.05) of the images seen so far, so the two defaults only differ after 20
@@ -48,6 +50,8 @@ def main() -> None:
     p.add_argument("--cache-dir", default=".cache")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--half-lives", type=float, nargs="+", default=[10.0], metavar="KIMG",
+                   help="fixed half-lives to average alongside the new default (default: the old default, 10)")
     p.add_argument("--bn", nargs="+", choices=("standing", "copied"), default=["standing"],
                    help="BatchNorm statistics each average is scored with: standing (as exported) or copied from G")
     args = p.parse_args()
@@ -63,7 +67,7 @@ def main() -> None:
     models = build_models(cfg, device)
     iterate = Iteration(models, models.G, models.D, images, cfg, parse_policy(cfg.diffaugment),
                         make_autocast(device, precision))
-    schedules = {"old default (10 kimg)": dataclasses.replace(cfg, ema_kimg=10.0)}
+    schedules = {f"fixed {kimg:g} kimg": dataclasses.replace(cfg, ema_kimg=kimg) for kimg in args.half_lives}
     averages = {name: copy.deepcopy(models.G_ema) for name in schedules}
     print(f"{images.shape[0]} training faces at {args.image_size} px, conv_dim {args.conv_dim}, batch "
           f"{cfg.batch_size}, {precision}; new default half-life {ema_half_life_kimg(cfg):g} kimg", flush=True)
