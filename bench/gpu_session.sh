@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared GPU session in two unattended calls, each under the 600 s a device command may run:
-#   grid:  the CUDA tests, then the recipe ablation grid at 64 px (bench/ablate.py) until its budget ends;
+#   grid:  the CUDA tests, then the ablation grid at 64 px (bench/ablate.py: recipe and attention arms) until
+#          its budget ends;
 #   final: the chosen recipe and attention design trained for the rest of its budget, validated during the run,
 #          its best and last states exported and measured on FINAL_SAMPLES faces, with ADA's r_t.
 # (Successor of bench/cuda_session.sh, whose speed benchmarks docs/benchmarks.md reports.)
@@ -17,7 +18,8 @@
 #   FINAL_FLAGS    train.py flags of the chosen recipe ["--diffaugment color,translation,cutout"]
 #   ATTN_FLAGS     train.py flags of the chosen attention design, final run [""]
 #   GRID, GRID_ARMS, GRID_COMMON   the ablation grid, its arms in order (the budget cuts the last) and train.py
-#                  flags for every arm [recipe; baseline,diffaug-tc,bcr,dsteps2,topk,diffaug-ctc; ""]
+#                  flags for every arm [all; baseline,diffaug-ctc,attn-cosine-gamma0.5,diffaug-tc,bcr,attn-cosine,
+#                  dsteps2,topk; ""]: both issues' leading candidates first, each against the same baseline
 #   GRID_IMAGES    real images D trains on per arm [131072]; GRID_SAMPLES faces per FID [2000]
 #   EVAL_EVERY, EVAL_SAMPLES   steps between validations of the final run, faces per validation [2500; 2000]
 #   LOG_EVERY      steps between log lines, where --max-minutes can stop the run [200]
@@ -68,8 +70,8 @@ grid() {
   # Graphs are the default on one GPU; only where the tests (the recipe options' replays among them) fail, not.
   step 120 python3 -m pytest -q -p no:cacheprovider tests/test_graphs.py tests/test_training_cuda.py -k "not compiled" \
     || { [ "$device" = cuda ] && graphs=--no-cuda-graphs; }
-  step "$(left 45)" python3 bench/ablate.py --data "$data" --out "$work/grid" --grid "${GRID:-recipe}" \
-    --arms "${GRID_ARMS:-baseline,diffaug-tc,bcr,dsteps2,topk,diffaug-ctc}" --images "${GRID_IMAGES:-131072}" \
+  step "$(left 45)" python3 bench/ablate.py --data "$data" --out "$work/grid" --grid "${GRID:-all}" \
+    --arms "${GRID_ARMS:-baseline,diffaug-ctc,attn-cosine-gamma0.5,diffaug-tc,bcr,attn-cosine,dsteps2,topk}" --images "${GRID_IMAGES:-131072}" \
     --image-size "$size" --batch-size "$batch" --holdout "$holdout" --eval-samples "${GRID_SAMPLES:-2000}" \
     --device "$device" --common "$graphs ${GRID_COMMON:-}"
   # A grid cut by the budget wrote no table: write it from the arms that finished.
