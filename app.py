@@ -167,7 +167,7 @@ Click the edited face to see its attention maps; pick a nearby face below to mak
 """
 # What each of the bundled generator's top directions does from - to +, seen on direction x step sheets of
 # many faces (bench/directions.py --sheets). Another generator's directions are only numbered: they are its own.
-BUNDLED_EIGENVALUES = (2352.2, 1613.7, 1223.1, 770.0, 559.5, 359.4, 295.0, 181.4)
+BUNDLED_EIGENVALUES = (2328.4, 1594.1, 1211.2, 761.7, 554.3, 356.0, 292.2, 179.7)
 BUNDLED_DIRECTIONS = (
     "− warm, light hair (red, orange, blond) ↔ + dark, cool hair (black, blue-grey)",
     "− darker, saturated hair ↔ + paler, lighter hair; eyes turn red-pink",

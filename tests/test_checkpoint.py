@@ -121,7 +121,7 @@ def test_exports_from_before_standing_statistics_load_and_draw_as_they_did(tmp_p
     z = latents(range(4), g.cfg.z_dim)
     with torch.no_grad():
         assert torch.equal(loaded(z), g(z))
-    # The bundled generator, exported before standing statistics, keeps the buffers its file holds.
+    # Loading never re-measures BatchNorm statistics: the bundled generator keeps the buffers its file holds.
     bundled = ROOT / "checkpoints" / "anime64.safetensors"
     stored, state = load_file(str(bundled)), load_generator(bundled).state_dict()
     assert all(torch.equal(state[k], v.to(state[k].dtype)) for k, v in stored.items())

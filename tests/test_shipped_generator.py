@@ -30,7 +30,9 @@ def explorer():
 
 def test_its_metadata_says_what_the_readme_says(explorer):
     metadata = read_export_metadata(app.DEFAULT_CHECKPOINT)
-    assert metadata["format"] == EXPORT_FORMAT and int(metadata["step"]) > 0
+    assert metadata["format"] == EXPORT_FORMAT and int(metadata["step"]) == 33800
+    # Its BatchNorm statistics are standing ones (python -m sagan.standing, 40 batches of 256).
+    assert (metadata["standing_stats_batches"], metadata["standing_stats_batch_size"]) == ("40", "256")
     config = json.loads(metadata["config"])
     assert (config["image_size"], tuple(config["g_attn"]), config["attn_pool"]) == (64, (16, 32), True)
     assert explorer.g.cfg.image_size == explorer.image_size == 64 and not explorer.g.training
