@@ -3,6 +3,7 @@ capture every layer's maps and leave nothing behind, and the options: each its f
 it is for, and none of them changing an export made before they existed."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,6 +13,7 @@ from torch import nn
 from sagan.attention import SelfAttention, capture_attention, positional_bias_off
 from sagan.checkpoint import load_generator
 from sagan.networks import Generator
+from sagan.sampling import to_uint8
 from tests.factories import tiny_model
 
 
@@ -75,10 +77,12 @@ def test_defaults_are_todays_block_parameter_for_parameter():
     assert not list(attn.buffers(recurse=False))
 
 
-def test_an_export_made_before_the_options_renders_bit_for_bit_as_it_did():
+def test_an_export_made_before_the_options_renders_as_it_did():
     """tests/data/old_tiny*.safetensors were written by the attention of commit 1402490 (before the options):
     a tiny exported generator (conftest's tiny_checkpoint recipe) and, for latents drawn from a generator seeded
-    1, its faces and attention maps, computed on the 2-core AVX-512 CPU with 2 threads."""
+    1, its faces and attention maps, computed on a 2-core AMD EPYC (AVX-512) with 2 threads. The same pixels come
+    out; the floats agree to float32 rounding, not bit for bit, since another CPU's kernels (an Intel Xeon's AMX
+    among them) round differently: the same code there differs from the saved faces by 2e-6."""
     data = Path(__file__).parent / "data"
     saved = load_file(data / "old_tiny_outputs.safetensors")
     g = load_generator(data / "old_tiny.safetensors")
@@ -91,8 +95,10 @@ def test_an_export_made_before_the_options_renders_bit_for_bit_as_it_did():
             faces = g(saved["z"])
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(faces, saved["faces"])
-    assert torch.equal(maps[0].weights, saved["attn.8"]) and torch.equal(maps[1].weights, saved["attn.16"])
+    np.testing.assert_array_equal(to_uint8(faces), to_uint8(saved["faces"]))
+    torch.testing.assert_close(faces, saved["faces"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(maps[0].weights, saved["attn.8"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(maps[1].weights, saved["attn.16"], rtol=0, atol=1e-5)
 
 
 def _reference(attn: SelfAttention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
