@@ -54,6 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--attn-pool", action=argparse.BooleanOptionalAction, help="2x2 max-pooled attention keys/values")
     a("--attn-dnl", action=argparse.BooleanOptionalAction, help="generator attention: whitened pairwise logits "
       "plus a separate unary branch (Disentangled Non-Local)")
+    a("--attn-whiten", action=argparse.BooleanOptionalAction, help="generator attention: whitened pairwise logits "
+      "alone, (q - mean q).(k - mean k), so no key is favoured by every query (DNL without its unary branch)")
     a("--attn-cosine", action=argparse.BooleanOptionalAction, help="generator attention: cosine logits times a "
       "learned scale (init 10, clamped to 100, as Swin V2)")
     a("--attn-rel-pos", action=argparse.BooleanOptionalAction, help="generator attention: a learned 2D "

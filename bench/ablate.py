@@ -50,6 +50,8 @@ ATTENTION_ARMS = {
     "attn-heads2": "--attn-heads 2",
     "attn-gamma0.5": "--attn-gamma-init 0.5",
     "attn-cosine-gamma0.5": "--attn-cosine --attn-gamma-init 0.5",
+    "attn-whiten-cosine": "--attn-whiten --attn-cosine",
+    "attn-whiten-cosine-gamma0.5": "--attn-whiten --attn-cosine --attn-gamma-init 0.5",
 }
 GRIDS = {"recipe": RECIPE_ARMS, "attention": ATTENTION_ARMS, "all": {**RECIPE_ARMS, **ATTENTION_ARMS}}
 TOPK_DECAYS = 69  # 0.99 ** 69 ~ 0.5: the 1% steps top-k's share takes to fall to its usual floor

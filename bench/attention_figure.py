@@ -4,7 +4,7 @@ generator (its face, then each layer's map for each pixel), as in the README.
     PYTHONPATH=. python bench/attention_figure.py --checkpoints today.safetensors chosen.safetensors --seed 0 \
         --pixels 10,12 21,12 16,24 --out docs/attention-designs.png
 
-Generators with one head per layer only: the app shows each of several heads on its own.
+A generator with several heads per layer shows their mean map, as the app does.
 """
 from __future__ import annotations
 
@@ -18,16 +18,18 @@ from sagan.explore import attention_overlay, render, tile, upscale
 from sagan.sampling import latents
 
 
+def _sized(image: np.ndarray, display: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(image).resize((display, display), Image.NEAREST))
+
+
 def row(checkpoint: str, seed: int, pixels: list[tuple[int, int]], display: int) -> list[np.ndarray]:
     g = load_generator(checkpoint)
-    scale, ratio = display // g.cfg.image_size, g.cfg.image_size // 32
+    ratio = g.cfg.image_size // 32
     pixels = [(x * ratio + ratio // 2, y * ratio + ratio // 2) for x, y in pixels]
     face = render(g, latents([seed], g.cfg.z_dim)[0])
-    images = [upscale(face.face, scale)]
+    images = [upscale(face.face, display // g.cfg.image_size)]
     for m in face.attn_maps:
-        if m.weights.dim() == 3:
-            raise SystemExit(f"{checkpoint} has {m.weights.shape[0]} heads per layer: this figure draws one.")
-        images += [attention_overlay(face.face, m, x, y, scale) for x, y in pixels]
+        images += [_sized(attention_overlay(face.face, m, x, y), display) for x, y in pixels]
     return images
 
 

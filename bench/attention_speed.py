@@ -22,6 +22,7 @@ ARMS = {
     "rel-pos": dict(attn_rel_pos=True),
     "heads2": dict(attn_heads=2),
     "cosine+gamma0.5": dict(attn_cosine=True, attn_gamma_init=0.5),
+    "whiten+cosine": dict(attn_whiten=True, attn_cosine=True),
     "all": dict(attn_dnl=True, attn_cosine=True, attn_rel_pos=True, attn_heads=2),
 }
 

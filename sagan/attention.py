@@ -6,10 +6,13 @@ official SAGAN/BigGAN code: a quarter of the keys, much cheaper at 32x32 maps.
 
 Options (all off: today's block, op for op), combined in this order:
 - ``heads``: the C/8 query/key and the value channels split into equal heads, each with its own map.
-- ``dnl``: Disentangled Non-Local (Yin et al. 2020): the pairwise logits are whitened, (q_i - mean q)
-  . (k_j - mean k), so no query-independent term hides in them, and a separate unary branch (a 1x1
-  convolution of the keys' input) says where every query looks. A query attends with the average of
-  the two softmaxes, so rows still sum to 1.
+- ``whiten``: the pairwise logits are whitened, (q_i - mean q) . (k_j - mean k), means over the image's
+  positions (Disentangled Non-Local, Yin et al. 2020). Every key's logits then sum to zero over the
+  queries, so no key can be favoured by every query: the query-independent term that makes all rows
+  alike is gone.
+- ``dnl``: DNL in full: whitened logits plus a separate unary branch (a 1x1 convolution of the keys'
+  input) that says where every query looks. A query attends with the average of the two softmaxes, so
+  rows still sum to 1.
 - ``cosine``: logits are cos(q_i, k_j) times a learned per-head scale, initialised to 10 and clamped
   to at most 100 (Swin Transformer V2, Liu et al. 2022, logit_scale with tau >= 0.01).
 - ``rel_pos``: a learned bias B[dy, dx] per head over the (2h-1) x (2w-1) offsets between query and
@@ -37,13 +40,14 @@ COSINE_SCALE_MAX = 100.0   # Swin V2's clamp: tau >= 0.01
 
 class SelfAttention(nn.Module):
     def __init__(self, channels: int, pool: bool = False, heads: int = 1, dnl: bool = False, cosine: bool = False,
-                 rel_pos: bool = False, grid: int = 0, gamma_init: float = 0.0):
+                 rel_pos: bool = False, grid: int = 0, gamma_init: float = 0.0, whiten: bool = False):
         super().__init__()
         value_channels = channels // 2 if pool else channels
         if (channels // 8) % heads or value_channels % heads:
             raise ValueError(f"--attn-heads {heads} does not divide the {channels // 8} query/key channels of a "
                              f"{channels}-channel attention layer: choose a divisor of --conv-dim / 8.")
         self.pool, self.heads, self.dnl, self.cosine = pool, heads, dnl, cosine
+        self.whiten = whiten or dnl
         self.query = spectral_norm(nn.Conv2d(channels, channels // 8, 1, bias=False))
         self.key = spectral_norm(nn.Conv2d(channels, channels // 8, 1, bias=False))
         self.value = spectral_norm(nn.Conv2d(channels, value_channels, 1, bias=False))
@@ -87,7 +91,7 @@ class SelfAttention(nn.Module):
         k, v = k.flatten(2), v.flatten(2)
         k = k.reshape(b * heads, -1, k.shape[-1])              # (B*H, d, M)
         v = v.reshape(b * heads, -1, v.shape[-1])              # (B*H, Cv/H, M)
-        if self.dnl:
+        if self.whiten:
             q, k = q - q.mean(1, keepdim=True), k - k.mean(2, keepdim=True)
         if self.cosine:
             q, k = F.normalize(q, dim=2), F.normalize(k, dim=1)

@@ -20,7 +20,7 @@ IMAGE_SIZES = (32, 64, 128)
 PRESETS = ("sagan", "seed", "dcgan")
 # The fields train.py may set that shape the networks (a resumed run cannot change them).
 MODEL_FLAGS = ("image_size", "z_dim", "conv_dim", "g_attn", "d_attn", "attn_pool", "attn_dnl", "attn_cosine",
-               "attn_rel_pos", "attn_heads", "attn_gamma_init")
+               "attn_rel_pos", "attn_heads", "attn_gamma_init", "attn_whiten")
 # What else a resumed run keeps: its networks' preset, its validation split, the network its FIDs use.
 RESUME_FIXED = ("preset", "holdout", "inception_sha256")
 # What a resumed run may change that makes it train otherwise than the run it continues: it says so on resuming.
@@ -46,6 +46,7 @@ class ModelConfig:
     attn_rel_pos: bool = False                # a learned 2D relative-position bias per head (Swin)
     attn_heads: int = 1                       # attention heads per layer; must divide conv_dim / 8
     attn_gamma_init: float = 0.0              # starting weight of the attention branch (SAGAN: 0)
+    attn_whiten: bool = False                 # whitened pairwise logits alone, no unary branch (DNL's pairwise term)
 
     def __post_init__(self):
         self.g_attn = tuple(int(r) for r in self.g_attn)

@@ -112,7 +112,7 @@ def _reference(attn: SelfAttention, x: torch.Tensor) -> tuple[torch.Tensor, torc
         k, v = F.max_pool2d(k, 2), F.max_pool2d(v, 2)
     k, v = k.flatten(2), v.flatten(2)
     q, k, v = (t.reshape(b, heads, -1, t.shape[-1]) for t in (q, k, v))  # (B, H, d, positions)
-    if attn.dnl:
+    if attn.whiten:
         q, k = q - q.mean(-1, keepdim=True), k - k.mean(-1, keepdim=True)
     if attn.cosine:
         q, k = q / q.norm(dim=2, keepdim=True), k / k.norm(dim=2, keepdim=True)
@@ -137,9 +137,10 @@ def _reference(attn: SelfAttention, x: torch.Tensor) -> tuple[torch.Tensor, torc
 
 
 @pytest.mark.parametrize("pool", [False, True])
-@pytest.mark.parametrize("options", [dict(dnl=True), dict(cosine=True), dict(rel_pos=True), dict(heads=2),
+@pytest.mark.parametrize("options", [dict(dnl=True), dict(whiten=True), dict(cosine=True), dict(rel_pos=True),
+                                     dict(heads=2), dict(whiten=True, cosine=True, heads=2),
                                      dict(dnl=True, cosine=True, rel_pos=True, heads=2)],
-                         ids=["dnl", "cosine", "rel_pos", "heads", "all"])
+                         ids=["dnl", "whiten", "cosine", "rel_pos", "heads", "whiten_cosine", "all"])
 def test_each_option_is_its_formula_and_the_hook_sees_the_weights_a_query_attends_with(pool, options):
     torch.manual_seed(0)
     attn = SelfAttention(32, pool=pool, grid=8, gamma_init=0.7, **options).eval()
@@ -171,18 +172,40 @@ class _PlusConstant(nn.Module):
         return self.projection(x) + self.shift.view(1, -1, 1, 1)
 
 
-@pytest.mark.parametrize("dnl", [True, False])
-def test_dnl_pairwise_term_ignores_a_vector_added_to_every_query(dnl):
+@pytest.mark.parametrize("options, whitened", [(dict(dnl=True), True), (dict(whiten=True), True),
+                                               (dict(whiten=True, cosine=True), True), ({}, False),
+                                               (dict(cosine=True), False)])
+def test_whitened_pairwise_term_ignores_a_vector_added_to_every_query(options, whitened):
     """Whitening removes the query-independent part of the logits: q_i + c attends as q_i does."""
     torch.manual_seed(0)
-    attn = SelfAttention(32, dnl=dnl).eval()
+    attn = SelfAttention(32, **options).eval()
     x = torch.randn(2, 32, 8, 8)
     with capture_attention(attn) as maps:
         attn(x)
         attn.query = _PlusConstant(attn.query, 5 * torch.randn(4))
         attn(x)
     same = torch.allclose(maps[0].weights, maps[1].weights, atol=1e-6)
-    assert same == dnl
+    assert same == whitened
+
+
+def test_whitened_logits_favour_no_key_for_every_query():
+    """With whitened dot-product logits each key's logits sum to zero over the queries, so the log of the
+    weights, summed over queries, is the same for every key up to the rows' normalisers: no key wins every row.
+    A plain block given keys that all share one strong direction and queries that agree does favour one key."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 32, 8, 8) + 3 * torch.randn(1, 32, 1, 1)  # a shared component: every query alike
+    for whiten in (True, False):
+        attn = SelfAttention(32, whiten=whiten).eval()
+        with torch.no_grad():
+            attn.query.parametrizations.weight.original.mul_(30)  # sharp logits despite spectral norm
+        with capture_attention(attn) as maps:
+            attn(x)
+        log_weights = maps[0].weights[0].log()                    # (N, M)
+        per_key = (log_weights - log_weights.mean(1, keepdim=True)).sum(0)
+        if whiten:
+            torch.testing.assert_close(per_key, torch.zeros_like(per_key), atol=1e-3, rtol=0)
+        else:
+            assert per_key.abs().max() > 1
 
 
 def test_cosine_logits_are_bounded_by_the_clamped_scale():
@@ -249,15 +272,18 @@ def test_heads_that_do_not_divide_the_channels_are_refused_naming_the_flag():
         tiny_model(conv_dim=16, attn_heads=3)
 
 
-def test_an_export_carries_the_options_and_renders_as_the_generator_did(tmp_path):
+@pytest.mark.parametrize("options", [dict(attn_dnl=True, attn_cosine=True, attn_rel_pos=True, attn_heads=2,
+                                          attn_gamma_init=0.5),
+                                     dict(attn_whiten=True, attn_cosine=True, attn_heads=2)], ids=["dnl", "whiten"])
+def test_an_export_carries_the_options_and_renders_as_the_generator_did(tmp_path, options):
     from sagan.checkpoint import export_generator, read_export_metadata
     torch.manual_seed(0)
-    g = Generator(tiny_model(conv_dim=16, attn_dnl=True, attn_cosine=True, attn_rel_pos=True, attn_heads=2,
-                             attn_gamma_init=0.5)).eval()
+    g = Generator(tiny_model(conv_dim=16, **options)).eval()
     export_generator(g, tmp_path / "g.safetensors", standing_batches=0)  # the statistics as they are
     assert '"attn_heads": 2' in read_export_metadata(tmp_path / "g.safetensors")["config"]
     loaded = load_generator(tmp_path / "g.safetensors")
     assert loaded.cfg == g.cfg
+    assert all(m.whiten for m in loaded.attn.values())
     z = torch.randn(2, 8)
     with torch.inference_mode():
         assert torch.equal(loaded(z), g(z))

@@ -159,12 +159,12 @@ def test_a_flag_that_is_no_training_option_is_refused():
 
 def test_attention_options_default_to_todays_block_and_round_trip():
     cfg = ModelConfig()
-    assert (cfg.attn_dnl, cfg.attn_cosine, cfg.attn_rel_pos, cfg.attn_heads, cfg.attn_gamma_init) == \
-        (False, False, False, 1, 0.0)
+    assert (cfg.attn_dnl, cfg.attn_cosine, cfg.attn_rel_pos, cfg.attn_heads, cfg.attn_gamma_init,
+            cfg.attn_whiten) == (False, False, False, 1, 0.0, False)
     old = {k: v for k, v in dataclasses.asdict(cfg).items() if not k.startswith("attn_") or k == "attn_pool"}
     assert ModelConfig.from_dict(old) == cfg  # a config written before the options existed
     chosen = preset("sagan", 32, attn_dnl=True, attn_cosine=True, attn_rel_pos=True, attn_heads=4,
-                    attn_gamma_init=0.5)
+                    attn_gamma_init=0.5, attn_whiten=True)
     assert ModelConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(chosen)))) == chosen
     assert preset("seed") == ModelConfig(g_attn=(4, 8), d_attn=(8, 4), attn_pool=False)  # the blog's generator
 
@@ -175,7 +175,7 @@ def test_attention_options_are_flags_a_resumed_run_keeps():
     saved = dataclasses.asdict(cfg)
     assert from_flags({"steps": 9}, saved).model == cfg.model
     for flag, value in (("attn_dnl", False), ("attn_cosine", True), ("attn_rel_pos", True), ("attn_heads", 4),
-                        ("attn_gamma_init", 0.0)):
+                        ("attn_gamma_init", 0.0), ("attn_whiten", True)):
         with pytest.raises(ValueError, match=f"cannot change --{flag.replace('_', '-')} when resuming"):
             from_flags({flag: value}, saved)
 
