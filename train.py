@@ -53,13 +53,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--d-attn", type=_resolutions, help="discriminator attention resolutions, e.g. 16,8 (overrides the preset)")
     a("--attn-pool", action=argparse.BooleanOptionalAction, help="2x2 max-pooled attention keys/values")
     a("--attn-dnl", action=argparse.BooleanOptionalAction, help="generator attention: whitened pairwise logits "
-      "plus a separate unary branch (Disentangled Non-Local)")
+      "plus a separate unary branch (Disentangled Non-Local; default off)")
     a("--attn-whiten", action=argparse.BooleanOptionalAction, help="generator attention: whitened pairwise logits "
-      "alone, (q - mean q).(k - mean k), so no key is favoured by every query (DNL without its unary branch)")
+      "alone, (q - mean q).(k - mean k), so no key is favoured by every query (DNL without its unary branch; default on)")
     a("--attn-cosine", action=argparse.BooleanOptionalAction, help="generator attention: cosine logits times a "
-      "learned scale (init 10, clamped to 100, as Swin V2)")
+      "learned scale (init 10, clamped to 100, as Swin V2; default on)")
     a("--attn-rel-pos", action=argparse.BooleanOptionalAction, help="generator attention: a learned 2D "
-      "relative-position bias per head")
+      "relative-position bias per head (default off)")
     a("--attn-heads", type=int, help="generator attention heads per layer, dividing --conv-dim / 8 (default 1)")
     a("--attn-gamma-init", type=float, help="starting weight of the generator's attention branch (default 0)")
     a("--z-dim", type=int, help=f"latent size (default {d.model.z_dim})")

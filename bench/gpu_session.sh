@@ -7,7 +7,7 @@
 # (Successor of bench/cuda_session.sh, whose speed benchmarks docs/benchmarks.md reports.)
 #
 #   bash bench/gpu_session.sh grid OUT_DIR
-#   FINAL_FLAGS="--diffaugment color,translation,cutout" ATTN_FLAGS="--attn-whiten --attn-cosine" COMPILE=1 \
+#   FINAL_FLAGS="--diffaugment color,translation,cutout" ATTN_FLAGS="" COMPILE=1 \
 #     bash bench/gpu_session.sh final OUT
 #
 # Data: .gpu/faces64.zip and .gpu/validation.zip (python -m sagan.pack's training split at 64 px and validation
@@ -16,12 +16,12 @@
 # Environment, [defaults]:
 #   BUDGET         seconds for the call, everything included [grid 270, final 300]
 #   FINAL_FLAGS    train.py flags of the chosen recipe ["--diffaugment color,translation,cutout"]
-#   ATTN_FLAGS     train.py flags of the chosen attention design, final run ["--attn-whiten --attn-cosine": the
-#                  CPU-scale choice (README); "" trains today's block]
+#   ATTN_FLAGS     train.py flags of the chosen attention design, final run ["": the default, whitened cosine
+#                  logits; "--no-attn-whiten --no-attn-cosine" trains the SAGAN block]
 #   GRID, GRID_ARMS, GRID_COMMON   the ablation grid, its arms in order (the budget cuts the last) and train.py
-#                  flags for every arm [all; baseline,diffaug-ctc,attn-whiten-cosine,diffaug-tc,bcr,
-#                  attn-cosine-gamma0.5,attn-cosine,dsteps2,topk; ""]: both issues' leading candidates first, each
-#                  against the same baseline
+#                  flags for every arm [all; baseline,diffaug-ctc,attn-sagan,diffaug-tc,bcr,attn-cosine-gamma0.5,
+#                  attn-cosine,dsteps2,topk; ""]: the baseline (the defaults: whitened cosine attention), then the
+#                  recipe's leading candidate and the SAGAN block against it, then the rest
 #   GRID_IMAGES    real images D trains on per arm [131072]; GRID_SAMPLES faces per FID [2000]
 #   EVAL_EVERY, EVAL_SAMPLES   steps between validations of the final run, faces per validation [2500; 2000]
 #   LOG_EVERY      steps between log lines, where --max-minutes can stop the run [200]
@@ -73,7 +73,7 @@ grid() {
   step 120 python3 -m pytest -q -p no:cacheprovider tests/test_graphs.py tests/test_training_cuda.py -k "not compiled" \
     || { [ "$device" = cuda ] && graphs=--no-cuda-graphs; }
   step "$(left 45)" python3 bench/ablate.py --data "$data" --out "$work/grid" --grid "${GRID:-all}" \
-    --arms "${GRID_ARMS:-baseline,diffaug-ctc,attn-whiten-cosine,diffaug-tc,bcr,attn-cosine-gamma0.5,attn-cosine,dsteps2,topk}" --images "${GRID_IMAGES:-131072}" \
+    --arms "${GRID_ARMS:-baseline,diffaug-ctc,attn-sagan,diffaug-tc,bcr,attn-cosine-gamma0.5,attn-cosine,dsteps2,topk}" --images "${GRID_IMAGES:-131072}" \
     --image-size "$size" --batch-size "$batch" --holdout "$holdout" --eval-samples "${GRID_SAMPLES:-2000}" \
     --device "$device" --common "$graphs ${GRID_COMMON:-}"
   # A grid cut by the budget wrote no table: write it from the arms that finished.
@@ -109,7 +109,7 @@ final() {
     --batch-size "$batch" --steps 10000000 --max-minutes "$minutes" --device "$device" --no-progress \
     --cache-dir "$work/cache" --log-every "${LOG_EVERY:-200}" --sample-every 2000 --keep-ckpts 1 \
     --ckpt-every "${EVAL_EVERY:-2500}" --eval-every "${EVAL_EVERY:-2500}" --eval-samples "${EVAL_SAMPLES:-2000}" \
-    $compile $final_flags ${ATTN_FLAGS-"--attn-whiten --attn-cosine"} \
+    $compile $final_flags ${ATTN_FLAGS:-} \
     --export "$out/g_ema-last.safetensors"
   # (A run stopped by the limit before its own export still has its checkpoints: export the latest then.)
   for which in best last; do

@@ -4,12 +4,13 @@ Every query position attends over all key positions of the same feature map (Zha
 With ``pool=True`` keys and values are 2x2 max-pooled and values carry C/2 channels, as in the
 official SAGAN/BigGAN code: a quarter of the keys, much cheaper at 32x32 maps.
 
-Options (all off: today's block, op for op), combined in this order:
+Options (all off: the SAGAN block, op for op; the generator's default is ``whiten`` + ``cosine``, see
+config.ModelConfig), combined in this order:
 - ``heads``: the C/8 query/key and the value channels split into equal heads, each with its own map.
 - ``whiten``: the pairwise logits are whitened, (q_i - mean q) . (k_j - mean k), means over the image's
-  positions (Disentangled Non-Local, Yin et al. 2020). Every key's logits then sum to zero over the
-  queries, so no key can be favoured by every query: the query-independent term that makes all rows
-  alike is gone.
+  positions (Disentangled Non-Local, Yin et al. 2020). The query-independent term that makes all rows
+  alike is gone: with dot-product logits every key's logits sum to zero over the queries, so no key is
+  favoured by every query.
 - ``dnl``: DNL in full: whitened logits plus a separate unary branch (a 1x1 convolution of the keys'
   input) that says where every query looks. A query attends with the average of the two softmaxes, so
   rows still sum to 1.

@@ -39,14 +39,15 @@ class ModelConfig:
     g_attn: tuple[int, ...] = (16, 32)        # generator feature-map resolutions followed by self-attention
     d_attn: tuple[int, ...] = (16, 8)         # discriminator feature-map resolutions followed by self-attention
     attn_pool: bool = True                    # 2x2 max-pooled keys and values (official SAGAN); off: full attention
-    # The generator's attention options (sagan/attention.py); the defaults are the SAGAN block, as every export
-    # made before they existed was trained with.
+    # The generator's attention options (sagan/attention.py). The defaults, whitened cosine logits, are the
+    # attention ablation's choice (README); all off is the SAGAN block, which configs saved before a field
+    # existed were trained with (FIELDS_BEFORE).
     attn_dnl: bool = False                    # whitened pairwise logits plus a separate unary branch (DNL)
-    attn_cosine: bool = False                 # cosine logits times a learned scale, clamped to 100 (Swin V2)
+    attn_cosine: bool = True                  # cosine logits times a learned scale, clamped to 100 (Swin V2)
     attn_rel_pos: bool = False                # a learned 2D relative-position bias per head (Swin)
     attn_heads: int = 1                       # attention heads per layer; must divide conv_dim / 8
     attn_gamma_init: float = 0.0              # starting weight of the attention branch (SAGAN: 0)
-    attn_whiten: bool = False                 # whitened pairwise logits alone, no unary branch (DNL's pairwise term)
+    attn_whiten: bool = True                  # whitened pairwise logits alone, no unary branch (DNL's pairwise term)
 
     def __post_init__(self):
         self.g_attn = tuple(int(r) for r in self.g_attn)
@@ -74,12 +75,19 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
+        """A saved config (config.json, a checkpoint, an export's metadata). A field it lacks was added after it
+        was written: it takes the value that version trained with (FIELDS_BEFORE), not today's default."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown model config field(s) {sorted(unknown)}: the file was written by "
                              "another version of sagan-anime.")
-        return cls(**values)
+        return cls(**{**FIELDS_BEFORE, **values})
+
+
+# What a config saved before each of these fields existed was trained with: the SAGAN block.
+FIELDS_BEFORE = dict(attn_dnl=False, attn_cosine=False, attn_rel_pos=False, attn_heads=1, attn_gamma_init=0.0,
+                     attn_whiten=False)
 
 
 def generator_resolutions(image_size: int) -> tuple[int, ...]:
@@ -95,17 +103,18 @@ def discriminator_resolutions(image_size: int) -> tuple[int, ...]:
 def preset(name: str, image_size: int = 64, **overrides) -> ModelConfig:
     """Attention placement by name, scaled to the image size.
 
-    seed:  the blog post's generator (attention on the two coarsest maps, 4x4 and 8x8).
+    seed:  the blog post's generator (attention on the two coarsest maps, 4x4 and 8x8, the SAGAN block).
     sagan: attention on the two finest generator maps (16x16, 32x32 at 64x64) and on the
            discriminator's S/4 and S/8 maps, with pooled keys: the default, attention where a
-           64x64 face has detail to relate, at a quarter of full attention's cost.
+           64x64 face has detail to relate, at a quarter of full attention's cost; the generator's
+           with the default attention options.
     dcgan: no attention at all, for measuring what attention buys.
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}.")
     s = image_size
     placement = {
-        "seed": dict(g_attn=(4, 8), d_attn=(8, 4), attn_pool=False),
+        "seed": dict(g_attn=(4, 8), d_attn=(8, 4), attn_pool=False, attn_whiten=False, attn_cosine=False),
         "sagan": dict(g_attn=(s // 4, s // 2), d_attn=(s // 4, s // 8), attn_pool=True),
         "dcgan": dict(g_attn=(), d_attn=(), attn_pool=False),
     }[name]

@@ -22,14 +22,16 @@ TINY_GAMMAS = (0.5, 1.5)
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A 32x32 generator with attention at 8x8 and 16x16, exported like train.py exports one.
+    """A 32x32 generator with the SAGAN block (the bundled generator's) at 8x8 and 16x16, exported like
+    train.py exports one.
 
     Fresh attention gammas are 0 and fresh attention is nearly uniform; nonzero gammas and
     amplified features (BatchNorm scale) make the maps depend on the face and the query.
     """
     with torch.random.fork_rng():  # leave the global stream as other tests expect it
         torch.manual_seed(0)
-        g = Generator(ModelConfig(image_size=32, z_dim=16, conv_dim=16, g_attn=(8, 16), d_attn=(8,), attn_pool=True))
+        g = Generator(ModelConfig(image_size=32, z_dim=16, conv_dim=16, g_attn=(8, 16), d_attn=(8,), attn_pool=True,
+                                  attn_whiten=False, attn_cosine=False))
     for gamma, attn in zip(TINY_GAMMAS, g.attn.values()):
         attn.gamma.data.fill_(gamma)
     for block in g.blocks:

@@ -116,7 +116,7 @@ def test_a_positional_bias_is_also_measured_switched_off():
     from sagan.networks import Generator
     torch.manual_seed(0)
     g = Generator(ModelConfig(image_size=32, z_dim=8, conv_dim=8, g_attn=(8, 16), d_attn=(8,),
-                              attn_rel_pos=True)).eval()
+                              attn_rel_pos=True, attn_whiten=False, attn_cosine=False)).eval()
     with torch.no_grad():
         g.attn["16"].rel_pos[:, 15:17, 15:17] = 8.0   # each query looks at the key cell it lies in
     report = am.generator_report(g, num_faces=4)

@@ -157,16 +157,24 @@ def test_a_flag_that_is_no_training_option_is_refused():
 
 
 
-def test_attention_options_default_to_todays_block_and_round_trip():
+def test_attention_defaults_to_whitened_cosine_and_older_configs_keep_the_sagan_block():
     cfg = ModelConfig()
     assert (cfg.attn_dnl, cfg.attn_cosine, cfg.attn_rel_pos, cfg.attn_heads, cfg.attn_gamma_init,
-            cfg.attn_whiten) == (False, False, False, 1, 0.0, False)
-    old = {k: v for k, v in dataclasses.asdict(cfg).items() if not k.startswith("attn_") or k == "attn_pool"}
-    assert ModelConfig.from_dict(old) == cfg  # a config written before the options existed
+            cfg.attn_whiten) == (False, True, False, 1, 0.0, True)
+    saved = dataclasses.asdict(cfg)
+    before_options = {k: v for k, v in saved.items() if not k.startswith("attn_") or k == "attn_pool"}
+    before_whiten = {k: v for k, v in saved.items() if k != "attn_whiten"} | {"attn_cosine": False}
+    sagan_block = dataclasses.replace(cfg, attn_cosine=False, attn_whiten=False)
+    assert ModelConfig.from_dict(before_options) == sagan_block  # written before the options existed
+    assert ModelConfig.from_dict(before_whiten) == sagan_block   # written before --attn-whiten existed
+    assert ModelConfig.from_dict(json.loads(json.dumps(saved))) == cfg
     chosen = preset("sagan", 32, attn_dnl=True, attn_cosine=True, attn_rel_pos=True, attn_heads=4,
-                    attn_gamma_init=0.5, attn_whiten=True)
+                    attn_gamma_init=0.5, attn_whiten=False)
     assert ModelConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(chosen)))) == chosen
-    assert preset("seed") == ModelConfig(g_attn=(4, 8), d_attn=(8, 4), attn_pool=False)  # the blog's generator
+    # The blog's generator: the SAGAN block at 4x4 and 8x8, full keys.
+    assert preset("seed") == ModelConfig(g_attn=(4, 8), d_attn=(8, 4), attn_pool=False, attn_whiten=False,
+                                         attn_cosine=False)
+    assert preset("seed") == ModelConfig.from_dict({"g_attn": [4, 8], "d_attn": [8, 4], "attn_pool": False})
 
 
 def test_attention_options_are_flags_a_resumed_run_keeps():
@@ -174,8 +182,8 @@ def test_attention_options_are_flags_a_resumed_run_keeps():
     assert (cfg.model.attn_dnl, cfg.model.attn_heads, cfg.model.attn_gamma_init) == (True, 2, 0.1)
     saved = dataclasses.asdict(cfg)
     assert from_flags({"steps": 9}, saved).model == cfg.model
-    for flag, value in (("attn_dnl", False), ("attn_cosine", True), ("attn_rel_pos", True), ("attn_heads", 4),
-                        ("attn_gamma_init", 0.0), ("attn_whiten", True)):
+    for flag, value in (("attn_dnl", False), ("attn_cosine", False), ("attn_rel_pos", True), ("attn_heads", 4),
+                        ("attn_gamma_init", 0.0), ("attn_whiten", False)):
         with pytest.raises(ValueError, match=f"cannot change --{flag.replace('_', '-')} when resuming"):
             from_flags({flag: value}, saved)
 
