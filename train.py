@@ -55,9 +55,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--attn-dnl", action=argparse.BooleanOptionalAction, help="generator attention: whitened pairwise logits "
       "plus a separate unary branch (Disentangled Non-Local; default off)")
     a("--attn-whiten", action=argparse.BooleanOptionalAction, help="generator attention: whitened pairwise logits "
-      "alone, (q - mean q).(k - mean k), so no key is favoured by every query (DNL without its unary branch; default on)")
+      "alone, (q - mean q).(k - mean k), so no key is favoured by every query (DNL without its unary branch; "
+      "default on)")
     a("--attn-cosine", action=argparse.BooleanOptionalAction, help="generator attention: cosine logits times a "
       "learned scale (init 10, clamped to 100, as Swin V2; default on)")
+    a("--attn-cosine-scale", type=float, help="starting scale of the generator's cosine logits, above 0 and at most "
+      "100 (default 10, as Swin V2)")
     a("--attn-rel-pos", action=argparse.BooleanOptionalAction, help="generator attention: a learned 2D "
       "relative-position bias per head (default off)")
     a("--attn-heads", type=int, help="generator attention heads per layer, dividing --conv-dim / 8 (default 1)")

@@ -54,6 +54,7 @@ ATTENTION_ARMS = {
     "attn-cosine-gamma0.5": f"{SAGAN_BLOCK} --attn-cosine --attn-gamma-init 0.5",
     "attn-whiten-cosine": "--attn-whiten --attn-cosine",
     "attn-whiten-cosine-gamma0.5": "--attn-whiten --attn-cosine --attn-gamma-init 0.5",
+    "attn-whiten-cosine-scale20": "--attn-whiten --attn-cosine --attn-cosine-scale 20",
 }
 GRIDS = {"recipe": RECIPE_ARMS, "attention": ATTENTION_ARMS, "all": {**RECIPE_ARMS, **ATTENTION_ARMS}}
 TOPK_DECAYS = 69  # 0.99 ** 69 ~ 0.5: the 1% steps top-k's share takes to fall to its usual floor

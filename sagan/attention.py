@@ -14,8 +14,8 @@ config.ModelConfig), combined in this order:
 - ``dnl``: DNL in full: whitened logits plus a separate unary branch (a 1x1 convolution of the keys'
   input) that says where every query looks. A query attends with the average of the two softmaxes, so
   rows still sum to 1.
-- ``cosine``: logits are cos(q_i, k_j) times a learned per-head scale, initialised to 10 and clamped
-  to at most 100 (Swin Transformer V2, Liu et al. 2022, logit_scale with tau >= 0.01).
+- ``cosine``: logits are cos(q_i, k_j) times a learned per-head scale, initialised to ``cosine_scale``
+  (Swin Transformer V2, Liu et al. 2022: 10) and clamped to at most 100 (their logit_scale, tau >= 0.01).
 - ``rel_pos``: a learned bias B[dy, dx] per head over the (2h-1) x (2w-1) offsets between query and
   key (Swin, Liu et al. 2021). With pooled keys the offset is to the key cell's top-left query cell.
   ``positional_bias_off`` switches it off, to measure what the content alone makes of the maps.
@@ -41,7 +41,8 @@ COSINE_SCALE_MAX = 100.0   # Swin V2's clamp: tau >= 0.01
 
 class SelfAttention(nn.Module):
     def __init__(self, channels: int, pool: bool = False, heads: int = 1, dnl: bool = False, cosine: bool = False,
-                 rel_pos: bool = False, grid: int = 0, gamma_init: float = 0.0, whiten: bool = False):
+                 rel_pos: bool = False, grid: int = 0, gamma_init: float = 0.0, whiten: bool = False,
+                 cosine_scale: float = COSINE_SCALE_INIT):
         super().__init__()
         value_channels = channels // 2 if pool else channels
         if (channels // 8) % heads or value_channels % heads:
@@ -59,7 +60,7 @@ class SelfAttention(nn.Module):
         if dnl:
             self.unary = spectral_norm(nn.Conv2d(channels, heads, 1, bias=False))
         if cosine:
-            self.logit_scale = nn.Parameter(torch.full((heads,), math.log(COSINE_SCALE_INIT)))
+            self.logit_scale = nn.Parameter(torch.full((heads,), math.log(cosine_scale)))
         self.use_rel_pos = rel_pos
         if rel_pos:
             if grid < 2:

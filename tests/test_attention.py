@@ -138,7 +138,7 @@ def _reference(attn: SelfAttention, x: torch.Tensor) -> tuple[torch.Tensor, torc
 
 @pytest.mark.parametrize("pool", [False, True])
 @pytest.mark.parametrize("options", [dict(dnl=True), dict(whiten=True), dict(cosine=True), dict(rel_pos=True),
-                                     dict(heads=2), dict(whiten=True, cosine=True, heads=2),
+                                     dict(heads=2), dict(whiten=True, cosine=True, heads=2, cosine_scale=20.0),
                                      dict(dnl=True, cosine=True, rel_pos=True, heads=2)],
                          ids=["dnl", "whiten", "cosine", "rel_pos", "heads", "whiten_cosine", "all"])
 def test_each_option_is_its_formula_and_the_hook_sees_the_weights_a_query_attends_with(pool, options):
@@ -214,6 +214,8 @@ def test_cosine_logits_are_bounded_by_the_clamped_scale():
     torch.manual_seed(0)
     attn, plain = SelfAttention(32, cosine=True).eval(), SelfAttention(32).eval()
     assert attn.logit_scale.exp().tolist() == pytest.approx([10.0])
+    sharper = SelfAttention(32, heads=2, cosine=True, cosine_scale=20)
+    assert sharper.logit_scale.exp().tolist() == pytest.approx([20, 20])
     x = torch.randn(2, 32, 8, 8)
     with capture_attention(attn) as maps, capture_attention(plain) as plain_maps:
         for scale in (1, 30):
@@ -274,7 +276,8 @@ def test_heads_that_do_not_divide_the_channels_are_refused_naming_the_flag():
 
 @pytest.mark.parametrize("options", [dict(attn_dnl=True, attn_cosine=True, attn_rel_pos=True, attn_heads=2,
                                           attn_gamma_init=0.5),
-                                     dict(attn_whiten=True, attn_cosine=True, attn_heads=2)], ids=["dnl", "whiten"])
+                                     dict(attn_whiten=True, attn_cosine=True, attn_heads=2, attn_cosine_scale=20.0)],
+                         ids=["dnl", "whiten"])
 def test_an_export_carries_the_options_and_renders_as_the_generator_did(tmp_path, options):
     from sagan.checkpoint import export_generator, read_export_metadata
     torch.manual_seed(0)

@@ -169,7 +169,7 @@ def test_attention_defaults_to_whitened_cosine_and_older_configs_keep_the_sagan_
     assert ModelConfig.from_dict(before_whiten) == sagan_block   # written before --attn-whiten existed
     assert ModelConfig.from_dict(json.loads(json.dumps(saved))) == cfg
     chosen = preset("sagan", 32, attn_dnl=True, attn_cosine=True, attn_rel_pos=True, attn_heads=4,
-                    attn_gamma_init=0.5, attn_whiten=False)
+                    attn_gamma_init=0.5, attn_whiten=False, attn_cosine_scale=20.0)
     assert ModelConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(chosen)))) == chosen
     # The blog's generator: the SAGAN block at 4x4 and 8x8, full keys.
     assert preset("seed") == ModelConfig(g_attn=(4, 8), d_attn=(8, 4), attn_pool=False, attn_whiten=False,
@@ -183,7 +183,7 @@ def test_attention_options_are_flags_a_resumed_run_keeps():
     saved = dataclasses.asdict(cfg)
     assert from_flags({"steps": 9}, saved).model == cfg.model
     for flag, value in (("attn_dnl", False), ("attn_cosine", False), ("attn_rel_pos", True), ("attn_heads", 4),
-                        ("attn_gamma_init", 0.0), ("attn_whiten", False)):
+                        ("attn_gamma_init", 0.0), ("attn_whiten", False), ("attn_cosine_scale", 20.0)):
         with pytest.raises(ValueError, match=f"cannot change --{flag.replace('_', '-')} when resuming"):
             from_flags({flag: value}, saved)
 
@@ -192,6 +192,9 @@ def test_attention_options_are_flags_a_resumed_run_keeps():
     (dict(attn_heads=0), "--attn-heads 0 must divide --conv-dim / 8 = 8"),
     (dict(attn_heads=3), "--attn-heads 3 must divide --conv-dim / 8 = 8"),
     (dict(attn_gamma_init=float("nan")), "--attn-gamma-init must be a number, not nan."),
+    (dict(attn_cosine_scale=0.0), "--attn-cosine-scale must be above 0 and at most 100 (the scale's clamp), not 0.0."),
+    (dict(attn_cosine_scale=150.0), "--attn-cosine-scale must be above 0 and at most 100"),
+    (dict(attn_cosine_scale=float("nan")), "--attn-cosine-scale must be above 0 and at most 100"),
 ])
 def test_unusable_attention_options_name_their_flag(values, message):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
