@@ -11,6 +11,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from .attention import COSINE_SCALE_INIT, COSINE_SCALE_MAX
 from .augment import parse_policy
 from .devices import DEVICES, PRECISIONS
 from .inception import INCEPTION_SHA256
@@ -20,8 +21,7 @@ IMAGE_SIZES = (32, 64, 128)
 PRESETS = ("sagan", "seed", "dcgan")
 # The fields train.py may set that shape the networks (a resumed run cannot change them).
 MODEL_FLAGS = ("image_size", "z_dim", "conv_dim", "g_attn", "d_attn", "attn_pool", "attn_dnl", "attn_cosine",
-               "attn_rel_pos", "attn_heads", "attn_gamma_init", "attn_whiten",
-               "attn_cosine_scale")
+               "attn_rel_pos", "attn_heads", "attn_gamma_init", "attn_whiten", "attn_cosine_scale")
 # What else a resumed run keeps: its networks' preset, its validation split, the network its FIDs use.
 RESUME_FIXED = ("preset", "holdout", "inception_sha256")
 # What a resumed run may change that makes it train otherwise than the run it continues: it says so on resuming.
@@ -49,7 +49,7 @@ class ModelConfig:
     attn_heads: int = 1                       # attention heads per layer; must divide conv_dim / 8
     attn_gamma_init: float = 0.0              # starting weight of the attention branch (SAGAN: 0)
     attn_whiten: bool = True                  # whitened pairwise logits alone, no unary branch (DNL's pairwise term)
-    attn_cosine_scale: float = 10.0           # starting scale of cosine logits (Swin V2: 10), above 0, at most 100
+    attn_cosine_scale: float = COSINE_SCALE_INIT  # starting scale of cosine logits (Swin V2: 10), at most 100
 
     def __post_init__(self):
         self.g_attn = tuple(int(r) for r in self.g_attn)
@@ -66,9 +66,9 @@ class ModelConfig:
                              "head takes an equal share of every attention layer's query and key channels.")
         if not math.isfinite(self.attn_gamma_init):
             raise ValueError(f"--attn-gamma-init must be a number, not {self.attn_gamma_init}.")
-        if not 0 < self.attn_cosine_scale <= 100:  # NaN fails too
-            raise ValueError(f"--attn-cosine-scale must be above 0 and at most 100 (the scale's clamp), not "
-                             f"{self.attn_cosine_scale}.")
+        if not 0 < self.attn_cosine_scale <= COSINE_SCALE_MAX:  # NaN fails too
+            raise ValueError(f"--attn-cosine-scale must be above 0 and at most {COSINE_SCALE_MAX:g} (the scale's "
+                             f"clamp), not {self.attn_cosine_scale}.")
         g_ok, d_ok = generator_resolutions(self.image_size), discriminator_resolutions(self.image_size)
         for name, net, wanted, ok in (("g_attn", "generator", self.g_attn, g_ok),
                                       ("d_attn", "discriminator", self.d_attn, d_ok)):
@@ -92,7 +92,7 @@ class ModelConfig:
 
 # What a config saved before each of these fields existed was trained with: the SAGAN block.
 FIELDS_BEFORE = dict(attn_dnl=False, attn_cosine=False, attn_rel_pos=False, attn_heads=1, attn_gamma_init=0.0,
-                     attn_whiten=False, attn_cosine_scale=10.0)
+                     attn_whiten=False, attn_cosine_scale=COSINE_SCALE_INIT)
 
 
 def generator_resolutions(image_size: int) -> tuple[int, ...]:
