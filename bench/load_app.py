@@ -64,10 +64,11 @@ def wait_until_up(proc: subprocess.Popen, url: str, deadline: float) -> None:
             time.sleep(0.3)
 
 
-def stop_app(proc: subprocess.Popen) -> None:
+def stop_app(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if the app has not exited within ``timeout`` s (a loaded machine can take 10)."""
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

@@ -83,7 +83,8 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, dtype: str =
     state = load_training_state(source)
     g = Generator(TrainConfig.from_dict(state["config"]).model)
     g.load_state_dict(state["G_ema"])
-    export_generator(g, path, dtype=dtype, step=int(state["step"]), standing_batches=standing_batches)
+    export_generator(g, path, dtype=dtype, step=int(state["step"]), standing_batches=standing_batches,
+                     training=state["config"])
     return int(state["step"])
 
 
@@ -93,18 +94,22 @@ def refresh_export(source: str | os.PathLike, path: str | os.PathLike,
     measured now, in the dtype it was saved in and with its step: for files exported before export measured
     them, or with another batch count. Returns the new file's metadata."""
     g = load_generator(source)
-    step = read_export_metadata(source).get("step")
+    metadata = read_export_metadata(source)
+    step, training = metadata.get("step"), metadata.get("training")
     with safe_open(str(source), framework="pt") as f:
         dtype = "fp16" if any(f.get_slice(k).get_dtype() == "F16" for k in f.keys()) else "fp32"
-    export_generator(g, path, dtype=dtype, step=None if step is None else int(step), standing_batches=standing_batches)
+    export_generator(g, path, dtype=dtype, step=None if step is None else int(step), standing_batches=standing_batches,
+                     training=None if training is None else json.loads(training))
     return read_export_metadata(path)
 
 
 def export_generator(g: Generator, path: str | os.PathLike, dtype: str = "fp32", step: int | None = None,
-                     standing_batches: int = STANDING_BATCHES) -> None:
+                     standing_batches: int = STANDING_BATCHES, training: dict | None = None) -> None:
     """Save a generator's weights as safetensors, its ModelConfig in the metadata. Its BatchNorm statistics are
     first measured on ``standing_batches`` batches of its own faces (standing.py; 0: saved as they are), and the
-    metadata says how many (``standing_stats_batches``; files exported before this have no such entry)."""
+    metadata says how many (``standing_stats_batches``; files exported before this have no such entry).
+    ``training``, the run's TrainConfig as a dict, goes in as ``training`` (without its model, which ``config``
+    holds), so a file says which data, recipe, seed and run made it."""
     if dtype not in ("fp32", "fp16"):
         raise ValueError(f"export dtype must be fp32 or fp16, not {dtype!r}.")
     path = check_export_path(path)
@@ -118,6 +123,8 @@ def export_generator(g: Generator, path: str | os.PathLike, dtype: str = "fp32",
         metadata["standing_stats_batch_size"] = str(STANDING_BATCH_SIZE)
     if step is not None:
         metadata["step"] = str(step)
+    if training is not None:
+        metadata["training"] = json.dumps({k: v for k, v in training.items() if k != "model"})
     # Serialised in memory and written as bytes rather than with safetensors' save_file, which creates files
     # readable by their owner only: an app running as another user (a container, a Space) must read them.
     data = save(tensors, metadata=metadata)

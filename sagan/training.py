@@ -4,6 +4,7 @@ DistributedDataParallel run, where rank 0 alone logs, samples and writes checkpo
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -192,7 +193,8 @@ def _train(cfg: TrainConfig, device: torch.device, lock: RunLock, resume_state: 
         if run:
             run.close()
     if export and ranks.main:
-        export_generator(models.G_ema, export, dtype=export_dtype, step=models.step, standing_batches=standing_batches)
+        export_generator(models.G_ema, export, dtype=export_dtype, step=models.step, standing_batches=standing_batches,
+                         training=dataclasses.asdict(cfg))
     if ranks.world > 1:
         dist.barrier()  # no rank leaves while rank 0 still writes
     return models

@@ -56,16 +56,17 @@ def test_an_old_export_gets_standing_statistics_without_retraining(tmp_path, cap
     from sagan.standing import main
     g = generator_with_copied_statistics()
     old, new, direct = tmp_path / "old.safetensors", tmp_path / "new.safetensors", tmp_path / "direct.safetensors"
-    export_generator(g, old, dtype="fp16", step=1234, standing_batches=0)
+    export_generator(g, old, dtype="fp16", step=1234, standing_batches=0, training={"seed": 5, "model": {}})
     assert main(["--checkpoint", str(old), "--out", str(new), "--batches", "2"]) == 0
     assert '"standing_stats_batches": "2"' in capsys.readouterr().out
     metadata = read_export_metadata(new)
     assert metadata["step"] == "1234" and metadata["standing_stats_batches"] == "2"
     assert metadata["config"] == read_export_metadata(old)["config"]
+    assert metadata["training"] == read_export_metadata(old)["training"] == '{"seed": 5}'  # which run made it
     with safe_open(str(new), framework="pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} >= {"F16"}
     # The same as exporting the fp16-rounded weights with 2 batches of standing statistics directly.
-    export_generator(load_generator(old), direct, dtype="fp16", step=1234, standing_batches=2)
+    export_generator(load_generator(old), direct, dtype="fp16", step=1234, standing_batches=2, training={"seed": 5})
     from safetensors.torch import load_file
     expected, got = load_file(str(direct)), load_file(str(new))
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)

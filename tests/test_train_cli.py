@@ -42,7 +42,12 @@ def test_cli_trains_resumes_and_exports(tmp_path, faces_dir, capsys):
     assert train_cli.main(["--out", str(tmp_path / "run"), "--export", str(tmp_path / "g.safetensors")]) == 0
     assert "step 3" in capsys.readouterr().out
     assert load_generator(tmp_path / "g.safetensors").cfg.image_size == 32
-    assert read_export_metadata(tmp_path / "g.safetensors")["standing_stats_batches"] == "40"
+    metadata = read_export_metadata(tmp_path / "g.safetensors")
+    assert metadata["standing_stats_batches"] == "40"
+    # The file says which run made it: the run's options as its config.json has them, less the model (in "config").
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert json.loads(metadata["training"]) == {k: v for k, v in saved.items() if k != "model"}
+    assert saved["steps"] == 3 and saved["out"] == str(tmp_path / "run")
     assert train_cli.main(["--out", str(tmp_path / "run"), "--export", str(tmp_path / "g.safetensors"),
                            "--standing-stats", "0"]) == 0
     assert read_export_metadata(tmp_path / "g.safetensors")["standing_stats_batches"] == "0"
@@ -57,6 +62,8 @@ def test_time_limit_stops_at_a_log_step_with_a_checkpoint_and_export(tmp_path, f
     printed = capsys.readouterr().out
     assert load_training_state(out / "checkpoints" / "latest.pt")["step"] == 3
     assert "step 3" in printed and load_generator(exported).cfg.image_size == 32
+    saved = json.loads((out / "config.json").read_text())  # exported by training itself, with its options
+    assert json.loads(read_export_metadata(exported)["training"]) == {k: v for k, v in saved.items() if k != "model"}
     assert f"stopped by --max-minutes at step 3 of 1000: continue with --resume {out}" in printed
     assert (out / "samples" / "step-0000003.png").is_file()
     assert train_cli.main(["--resume", "--out", str(out), "--steps", "5", "--max-minutes", "0", "--no-progress"]) == 0
