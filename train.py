@@ -61,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
       "learned scale (init 10, clamped to 100, as Swin V2; default on)")
     a("--attn-cosine-scale", type=float, help="starting scale of the generator's cosine logits, above 0 and at most "
       "100 (default 10, as Swin V2)")
+    a("--attn-cosine-fixed", action=argparse.BooleanOptionalAction, help="keep the generator's cosine scale at "
+      "--attn-cosine-scale instead of learning it (as DNL's temperature; default off)")
     a("--attn-rel-pos", action=argparse.BooleanOptionalAction, help="generator attention: a learned 2D "
       "relative-position bias per head (default off)")
     a("--attn-heads", type=int, help="generator attention heads per layer, dividing --conv-dim / 8 (default 1)")

@@ -16,6 +16,8 @@ config.ModelConfig), combined in this order:
   rows still sum to 1.
 - ``cosine``: logits are cos(q_i, k_j) times a learned per-head scale, initialised to ``cosine_scale``
   (Swin Transformer V2, Liu et al. 2022: 10) and clamped to at most 100 (their logit_scale, tau >= 0.01).
+  ``cosine_fixed``: the scale stays at ``cosine_scale`` (a buffer, not learned), as DNL's temperature does;
+  a learned scale is one way training flattens the rows.
 - ``rel_pos``: a learned bias B[dy, dx] per head over the (2h-1) x (2w-1) offsets between query and
   key (Swin, Liu et al. 2021). With pooled keys the offset is to the key cell's top-left query cell.
   ``positional_bias_off`` switches it off, to measure what the content alone makes of the maps.
@@ -42,7 +44,7 @@ COSINE_SCALE_MAX = 100.0   # Swin V2's clamp: tau >= 0.01
 class SelfAttention(nn.Module):
     def __init__(self, channels: int, pool: bool = False, heads: int = 1, dnl: bool = False, cosine: bool = False,
                  rel_pos: bool = False, grid: int = 0, gamma_init: float = 0.0, whiten: bool = False,
-                 cosine_scale: float = COSINE_SCALE_INIT):
+                 cosine_scale: float = COSINE_SCALE_INIT, cosine_fixed: bool = False):
         super().__init__()
         value_channels = channels // 2 if pool else channels
         if (channels // 8) % heads or value_channels % heads:
@@ -60,7 +62,11 @@ class SelfAttention(nn.Module):
         if dnl:
             self.unary = spectral_norm(nn.Conv2d(channels, heads, 1, bias=False))
         if cosine:
-            self.logit_scale = nn.Parameter(torch.full((heads,), math.log(cosine_scale)))
+            logit_scale = torch.full((heads,), math.log(cosine_scale))
+            if cosine_fixed:  # the same state_dict key either way
+                self.register_buffer("logit_scale", logit_scale)
+            else:
+                self.logit_scale = nn.Parameter(logit_scale)
         self.use_rel_pos = rel_pos
         if rel_pos:
             if grid < 2:

@@ -21,7 +21,8 @@ IMAGE_SIZES = (32, 64, 128)
 PRESETS = ("sagan", "seed", "dcgan")
 # The fields train.py may set that shape the networks (a resumed run cannot change them).
 MODEL_FLAGS = ("image_size", "z_dim", "conv_dim", "g_attn", "d_attn", "attn_pool", "attn_dnl", "attn_cosine",
-               "attn_rel_pos", "attn_heads", "attn_gamma_init", "attn_whiten", "attn_cosine_scale")
+               "attn_rel_pos", "attn_heads", "attn_gamma_init", "attn_whiten", "attn_cosine_scale",
+               "attn_cosine_fixed")
 # What else a resumed run keeps: its networks' preset, its validation split, the network its FIDs use.
 RESUME_FIXED = ("preset", "holdout", "inception_sha256")
 # What a resumed run may change that makes it train otherwise than the run it continues: it says so on resuming.
@@ -50,6 +51,7 @@ class ModelConfig:
     attn_gamma_init: float = 0.0              # starting weight of the attention branch (SAGAN: 0)
     attn_whiten: bool = True                  # whitened pairwise logits alone, no unary branch (DNL's pairwise term)
     attn_cosine_scale: float = COSINE_SCALE_INIT  # starting scale of cosine logits (Swin V2: 10), at most 100
+    attn_cosine_fixed: bool = False           # the cosine scale stays at attn_cosine_scale: not learned (DNL)
 
     def __post_init__(self):
         self.g_attn = tuple(int(r) for r in self.g_attn)
@@ -69,6 +71,8 @@ class ModelConfig:
         if not 0 < self.attn_cosine_scale <= COSINE_SCALE_MAX:  # NaN fails too
             raise ValueError(f"--attn-cosine-scale must be above 0 and at most {COSINE_SCALE_MAX:g} (the scale's "
                              f"clamp), not {self.attn_cosine_scale}.")
+        if self.attn_cosine_fixed and not self.attn_cosine:
+            raise ValueError("--attn-cosine-fixed keeps the scale of cosine logits fixed: add --attn-cosine.")
         g_ok, d_ok = generator_resolutions(self.image_size), discriminator_resolutions(self.image_size)
         for name, net, wanted, ok in (("g_attn", "generator", self.g_attn, g_ok),
                                       ("d_attn", "discriminator", self.d_attn, d_ok)):
@@ -92,7 +96,7 @@ class ModelConfig:
 
 # What a config saved before each of these fields existed was trained with: the SAGAN block.
 FIELDS_BEFORE = dict(attn_dnl=False, attn_cosine=False, attn_rel_pos=False, attn_heads=1, attn_gamma_init=0.0,
-                     attn_whiten=False, attn_cosine_scale=COSINE_SCALE_INIT)
+                     attn_whiten=False, attn_cosine_scale=COSINE_SCALE_INIT, attn_cosine_fixed=False)
 
 
 def generator_resolutions(image_size: int) -> tuple[int, ...]:

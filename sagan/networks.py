@@ -37,7 +37,7 @@ class Generator(nn.Module):
             in_ch = out_ch
         self.attn = nn.ModuleDict({str(r): SelfAttention(_channels(cfg, r), cfg.attn_pool, cfg.attn_heads, cfg.attn_dnl,
                                                          cfg.attn_cosine, cfg.attn_rel_pos, r, cfg.attn_gamma_init,
-                                                         cfg.attn_whiten, cfg.attn_cosine_scale)
+                                                         cfg.attn_whiten, cfg.attn_cosine_scale, cfg.attn_cosine_fixed)
                                    for r in cfg.g_attn})
         self.to_rgb = nn.Sequential(nn.ConvTranspose2d(in_ch, 3, 4, 2, 1, bias=False), nn.Tanh())
         self.resolutions = resolutions

@@ -232,6 +232,22 @@ def test_cosine_logits_are_bounded_by_the_clamped_scale():
     assert torch.equal(maps[0].weights, maps[1].weights)
 
 
+def test_a_fixed_cosine_scale_is_not_trained_and_saves_like_a_learned_one():
+    """--attn-cosine-fixed: the scale is a buffer at its start, which no optimizer sees, under the same
+    state_dict key as the learned one, so either module loads the other's weights."""
+    torch.manual_seed(0)
+    fixed = SelfAttention(32, whiten=True, cosine=True, cosine_scale=20, cosine_fixed=True)
+    learned = SelfAttention(32, whiten=True, cosine=True, cosine_scale=20)
+    learned.load_state_dict(fixed.state_dict())
+    assert fixed.state_dict().keys() == learned.state_dict().keys()
+    assert "logit_scale" not in dict(fixed.named_parameters()) and "logit_scale" in dict(learned.named_parameters())
+    for attn in (fixed, learned):
+        attn.gamma.data.fill_(1.0)
+        attn(torch.randn(2, 32, 8, 8)).square().sum().backward()
+    assert learned.logit_scale.grad.abs().item() > 0
+    assert fixed.logit_scale.exp().tolist() == pytest.approx([20.0]) and fixed.logit_scale.grad is None
+
+
 @pytest.mark.parametrize("pool", [False, True])
 def test_relative_bias_moves_the_map_with_the_query_and_switching_it_off_removes_that(pool):
     """Constant content gives every query the same logits; a bias peaked at the offsets from a key cell's
@@ -276,7 +292,8 @@ def test_heads_that_do_not_divide_the_channels_are_refused_naming_the_flag():
 
 @pytest.mark.parametrize("options", [dict(attn_dnl=True, attn_cosine=True, attn_rel_pos=True, attn_heads=2,
                                           attn_gamma_init=0.5),
-                                     dict(attn_whiten=True, attn_cosine=True, attn_heads=2, attn_cosine_scale=20.0)],
+                                     dict(attn_whiten=True, attn_cosine=True, attn_heads=2, attn_cosine_scale=20.0,
+                                          attn_cosine_fixed=True)],
                          ids=["dnl", "whiten"])
 def test_an_export_carries_the_options_and_renders_as_the_generator_did(tmp_path, options):
     from sagan.checkpoint import export_generator, read_export_metadata
