@@ -136,3 +136,21 @@ def test_a_malformed_arm_is_one_line(tmp_path, given, message):
         ablate.chosen_arms(SimpleNamespace(grid="recipe", arm=[given], arms=""))
     with pytest.raises(SystemExit, match="unknown arm.s. nope: choose from baseline"):
         ablate.chosen_arms(SimpleNamespace(grid="recipe", arm=[], arms="nope"))
+
+
+def test_the_gpu_sessions_grid_arms_exist_and_their_flags_make_a_valid_config(tmp_path):
+    """bench/gpu_session.sh runs its default arms unattended on a lent GPU: a misspelt arm or a flag that
+    train.py refuses would cost the grid, found only there."""
+    import re
+
+    import train
+    from sagan.config import from_flags
+    script = (Path(ablate.ROOT) / "bench" / "gpu_session.sh").read_text()
+    names = re.search(r'\$\{GRID_ARMS:-([\w.,-]+)\}', script).group(1).split(",")
+    assert names[0] == "baseline" and len(names) == len(set(names))
+    args = args_for(tmp_path, common="")
+    for name in names:
+        flags = ablate.arm_flags(ablate.GRIDS["all"][name], args.images)
+        parsed = train.parse_args(ablate.train_command(args, name, 0, flags)[2:])
+        cfg = from_flags({k: v for k, v in vars(parsed).items() if v is not None and k in train.CONFIG_FLAGS})
+        assert cfg.seed == 0 and cfg.model.image_size == 32
