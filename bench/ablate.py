@@ -41,9 +41,11 @@ RECIPE_ARMS = {
     "topk": "--topk 0.5 --topk-kimg {topk_kimg}",
 }
 # The attention issue's options (its ModelConfig fields): the SAGAN block, each option alone on it, and the
-# combinations its CPU-scale grids found best (README), whitened cosine logits being the default. Each arm states
-# its attention in full, so it means the same whatever the default; the finalists get two seeds (--seeds).
-SAGAN_BLOCK = "--no-attn-whiten --no-attn-cosine"
+# combinations its CPU-scale grids found best (README), whitened cosine logits at a fixed scale of 20 being the
+# default. Each arm states its attention in full, so it means the same whatever the default; the finalists get
+# two seeds (--seeds). Cosine logits here learn their scale from 10 unless an arm says otherwise.
+SAGAN_BLOCK = "--no-attn-whiten --no-attn-cosine --attn-cosine-scale 10 --no-attn-cosine-fixed"
+WHITENED = "--attn-whiten --attn-cosine"
 ATTENTION_ARMS = {
     "attn-sagan": SAGAN_BLOCK,
     "attn-dnl": f"{SAGAN_BLOCK} --attn-dnl",
@@ -52,9 +54,10 @@ ATTENTION_ARMS = {
     "attn-heads2": f"{SAGAN_BLOCK} --attn-heads 2",
     "attn-gamma0.5": f"{SAGAN_BLOCK} --attn-gamma-init 0.5",
     "attn-cosine-gamma0.5": f"{SAGAN_BLOCK} --attn-cosine --attn-gamma-init 0.5",
-    "attn-whiten-cosine": "--attn-whiten --attn-cosine",
-    "attn-whiten-cosine-gamma0.5": "--attn-whiten --attn-cosine --attn-gamma-init 0.5",
-    "attn-whiten-cosine-scale20": "--attn-whiten --attn-cosine --attn-cosine-scale 20",
+    "attn-whiten-cosine": f"{WHITENED} --attn-cosine-scale 10 --no-attn-cosine-fixed",
+    "attn-whiten-cosine-gamma0.5": f"{WHITENED} --attn-cosine-scale 10 --no-attn-cosine-fixed --attn-gamma-init 0.5",
+    "attn-whiten-cosine-scale20": f"{WHITENED} --attn-cosine-scale 20 --no-attn-cosine-fixed",
+    "attn-whiten-cosine-fixed20": f"{WHITENED} --attn-cosine-scale 20 --attn-cosine-fixed",
 }
 GRIDS = {"recipe": RECIPE_ARMS, "attention": ATTENTION_ARMS, "all": {**RECIPE_ARMS, **ATTENTION_ARMS}}
 TOPK_DECAYS = 69  # 0.99 ** 69 ~ 0.5: the 1% steps top-k's share takes to fall to its usual floor

@@ -17,12 +17,13 @@
 #   BUDGET         seconds for the call, everything included [grid 270, final 300]
 #   FINAL_FLAGS    train.py flags of the chosen recipe ["--diffaugment color,translation,cutout"]
 #   ATTN_FLAGS     train.py flags of the chosen attention design, final run ["": the default, whitened cosine
-#                  logits; "--no-attn-whiten --no-attn-cosine" trains the SAGAN block]
+#                  logits at a fixed scale of 20; "--no-attn-cosine-fixed --attn-cosine-scale 10" learns the scale
+#                  from 10 (the previous default); "--no-attn-whiten --no-attn-cosine" trains the SAGAN block]
 #   GRID, GRID_ARMS, GRID_COMMON   the ablation grid, its arms in order (the budget cuts the last) and train.py
-#                  flags for every arm [all; baseline,diffaug-ctc,attn-sagan,attn-whiten-cosine-scale20,diffaug-tc,
-#                  bcr,attn-cosine-gamma0.5,attn-cosine,dsteps2,topk; ""]: the baseline (the defaults: whitened
-#                  cosine attention), then the recipe's leading candidate, the SAGAN block and a sharper start
-#                  against it, then the rest
+#                  flags for every arm [all; baseline,diffaug-ctc,attn-sagan,attn-whiten-cosine,diffaug-tc,bcr,
+#                  attn-whiten-cosine-scale20,dsteps2,topk,attn-cosine-gamma0.5; ""]: the baseline (the defaults:
+#                  whitened cosine attention at a fixed scale of 20), then the recipe's leading candidate, the
+#                  SAGAN block and the previous default (a learned scale from 10) against it, then the rest
 #   GRID_IMAGES    real images D trains on per arm [131072]; GRID_SAMPLES faces per FID [2000]
 #   EVAL_EVERY, EVAL_SAMPLES   steps between validations of the final run, faces per validation [2500; 2000]
 #   LOG_EVERY      steps between log lines, where --max-minutes can stop the run [200]
@@ -74,7 +75,7 @@ grid() {
   step 120 python3 -m pytest -q -p no:cacheprovider tests/test_graphs.py tests/test_training_cuda.py -k "not compiled" \
     || { [ "$device" = cuda ] && graphs=--no-cuda-graphs; }
   step "$(left 45)" python3 bench/ablate.py --data "$data" --out "$work/grid" --grid "${GRID:-all}" \
-    --arms "${GRID_ARMS:-baseline,diffaug-ctc,attn-sagan,attn-whiten-cosine-scale20,diffaug-tc,bcr,attn-cosine-gamma0.5,attn-cosine,dsteps2,topk}" --images "${GRID_IMAGES:-131072}" \
+    --arms "${GRID_ARMS:-baseline,diffaug-ctc,attn-sagan,attn-whiten-cosine,diffaug-tc,bcr,attn-whiten-cosine-scale20,dsteps2,topk,attn-cosine-gamma0.5}" --images "${GRID_IMAGES:-131072}" \
     --image-size "$size" --batch-size "$batch" --holdout "$holdout" --eval-samples "${GRID_SAMPLES:-2000}" \
     --device "$device" --common "$graphs ${GRID_COMMON:-}"
   # A grid cut by the budget wrote no table: write it from the arms that finished.

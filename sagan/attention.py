@@ -4,8 +4,8 @@ Every query position attends over all key positions of the same feature map (Zha
 With ``pool=True`` keys and values are 2x2 max-pooled and values carry C/2 channels, as in the
 official SAGAN/BigGAN code: a quarter of the keys, much cheaper at 32x32 maps.
 
-Options (all off: the SAGAN block, op for op; the generator's default is ``whiten`` + ``cosine``, see
-config.ModelConfig), combined in this order:
+Options (all off: the SAGAN block, op for op; the generator's default is ``whiten`` + ``cosine`` at a
+fixed scale of 20, see config.ModelConfig), combined in this order:
 - ``heads``: the C/8 query/key and the value channels split into equal heads, each with its own map.
 - ``whiten``: the pairwise logits are whitened, (q_i - mean q) . (k_j - mean k), means over the image's
   positions (Disentangled Non-Local, Yin et al. 2020). The query-independent term that makes all rows

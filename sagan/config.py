@@ -41,17 +41,17 @@ class ModelConfig:
     g_attn: tuple[int, ...] = (16, 32)        # generator feature-map resolutions followed by self-attention
     d_attn: tuple[int, ...] = (16, 8)         # discriminator feature-map resolutions followed by self-attention
     attn_pool: bool = True                    # 2x2 max-pooled keys and values (official SAGAN); off: full attention
-    # The generator's attention options (sagan/attention.py). The defaults, whitened cosine logits, are the
-    # attention ablation's choice (README); all off is the SAGAN block, which configs saved before a field
-    # existed were trained with (FIELDS_BEFORE).
+    # The generator's attention options (sagan/attention.py). The defaults, whitened cosine logits at a fixed
+    # scale of 20, are the attention ablation's choice (README); all off is the SAGAN block. A config saved
+    # before a field existed takes what its run trained with instead (FIELDS_BEFORE).
     attn_dnl: bool = False                    # whitened pairwise logits plus a separate unary branch (DNL)
-    attn_cosine: bool = True                  # cosine logits times a learned scale, clamped to 100 (Swin V2)
+    attn_cosine: bool = True                  # cosine logits times a scale, clamped to 100 (Swin V2)
     attn_rel_pos: bool = False                # a learned 2D relative-position bias per head (Swin)
     attn_heads: int = 1                       # attention heads per layer; must divide conv_dim / 8
     attn_gamma_init: float = 0.0              # starting weight of the attention branch (SAGAN: 0)
     attn_whiten: bool = True                  # whitened pairwise logits alone, no unary branch (DNL's pairwise term)
-    attn_cosine_scale: float = COSINE_SCALE_INIT  # starting scale of cosine logits (Swin V2: 10), at most 100
-    attn_cosine_fixed: bool = False           # the cosine scale stays at attn_cosine_scale: not learned (DNL)
+    attn_cosine_scale: float = 20.0           # starting scale of cosine logits (Swin V2: 10), at most 100
+    attn_cosine_fixed: bool = True            # the cosine scale stays at attn_cosine_scale: not learned (DNL)
 
     def __post_init__(self):
         self.g_attn = tuple(int(r) for r in self.g_attn)
@@ -71,8 +71,6 @@ class ModelConfig:
         if not 0 < self.attn_cosine_scale <= COSINE_SCALE_MAX:  # NaN fails too
             raise ValueError(f"--attn-cosine-scale must be above 0 and at most {COSINE_SCALE_MAX:g} (the scale's "
                              f"clamp), not {self.attn_cosine_scale}.")
-        if self.attn_cosine_fixed and not self.attn_cosine:
-            raise ValueError("--attn-cosine-fixed keeps the scale of cosine logits fixed: add --attn-cosine.")
         g_ok, d_ok = generator_resolutions(self.image_size), discriminator_resolutions(self.image_size)
         for name, net, wanted, ok in (("g_attn", "generator", self.g_attn, g_ok),
                                       ("d_attn", "discriminator", self.d_attn, d_ok)):
@@ -94,7 +92,8 @@ class ModelConfig:
         return cls(**{**FIELDS_BEFORE, **values})
 
 
-# What a config saved before each of these fields existed was trained with: the SAGAN block.
+# What a config saved before each of these fields existed was trained with: the SAGAN block, and once
+# whitened cosine logits came, a learned scale starting at 10.
 FIELDS_BEFORE = dict(attn_dnl=False, attn_cosine=False, attn_rel_pos=False, attn_heads=1, attn_gamma_init=0.0,
                      attn_whiten=False, attn_cosine_scale=COSINE_SCALE_INIT, attn_cosine_fixed=False)
 
@@ -123,7 +122,7 @@ def preset(name: str, image_size: int = 64, **overrides) -> ModelConfig:
         raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}.")
     s = image_size
     placement = {
-        "seed": dict(g_attn=(4, 8), d_attn=(8, 4), attn_pool=False, attn_whiten=False, attn_cosine=False),
+        "seed": dict(g_attn=(4, 8), d_attn=(8, 4), attn_pool=False, **FIELDS_BEFORE),  # the SAGAN block
         "sagan": dict(g_attn=(s // 4, s // 2), d_attn=(s // 4, s // 8), attn_pool=True),
         "dcgan": dict(g_attn=(), d_attn=(), attn_pool=False),
     }[name]

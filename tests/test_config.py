@@ -157,24 +157,31 @@ def test_a_flag_that_is_no_training_option_is_refused():
 
 
 
-def test_attention_defaults_to_whitened_cosine_and_older_configs_keep_the_sagan_block():
+def test_attention_defaults_to_whitened_cosine_at_a_fixed_scale_and_older_configs_keep_what_they_trained():
     cfg = ModelConfig()
-    assert (cfg.attn_dnl, cfg.attn_cosine, cfg.attn_rel_pos, cfg.attn_heads, cfg.attn_gamma_init,
-            cfg.attn_whiten) == (False, True, False, 1, 0.0, True)
+    assert (cfg.attn_dnl, cfg.attn_cosine, cfg.attn_rel_pos, cfg.attn_heads, cfg.attn_gamma_init, cfg.attn_whiten,
+            cfg.attn_cosine_scale, cfg.attn_cosine_fixed) == (False, True, False, 1, 0.0, True, 20.0, True)
     saved = dataclasses.asdict(cfg)
-    before_options = {k: v for k, v in saved.items() if not k.startswith("attn_") or k == "attn_pool"}
-    before_whiten = {k: v for k, v in saved.items() if k != "attn_whiten"} | {"attn_cosine": False}
-    assert ModelConfig.from_dict({k: v for k, v in saved.items() if k != "attn_cosine_fixed"}) == cfg  # learned
-    sagan_block = dataclasses.replace(cfg, attn_cosine=False, attn_whiten=False)
-    assert ModelConfig.from_dict(before_options) == sagan_block  # written before the options existed
-    assert ModelConfig.from_dict(before_whiten) == sagan_block   # written before --attn-whiten existed
+
+    def written_without(*fields, **values):  # a config file from before ``fields`` existed
+        return {k: v for k, v in saved.items() if k not in fields} | values
+
+    sagan_block = dataclasses.replace(cfg, attn_cosine=False, attn_whiten=False, attn_cosine_scale=10.0,
+                                      attn_cosine_fixed=False)
+    later = ("attn_cosine_scale", "attn_cosine_fixed")
+    assert ModelConfig.from_dict({k: v for k, v in saved.items()
+                                  if not k.startswith("attn_") or k == "attn_pool"}) == sagan_block
+    assert ModelConfig.from_dict(written_without("attn_whiten", *later, attn_cosine=False)) == sagan_block
+    # Whitened cosine logits with a learned scale from 10, the default before the scale's fields existed.
+    learned = dataclasses.replace(cfg, attn_cosine_scale=10.0, attn_cosine_fixed=False)
+    assert ModelConfig.from_dict(written_without(*later)) == learned
+    assert ModelConfig.from_dict(written_without("attn_cosine_fixed", attn_cosine_scale=10.0)) == learned
     assert ModelConfig.from_dict(json.loads(json.dumps(saved))) == cfg
     chosen = preset("sagan", 32, attn_dnl=True, attn_cosine=True, attn_rel_pos=True, attn_heads=4,
-                    attn_gamma_init=0.5, attn_whiten=False, attn_cosine_scale=20.0, attn_cosine_fixed=True)
+                    attn_gamma_init=0.5, attn_whiten=False, attn_cosine_scale=30.0, attn_cosine_fixed=False)
     assert ModelConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(chosen)))) == chosen
     # The blog's generator: the SAGAN block at 4x4 and 8x8, full keys.
-    assert preset("seed") == ModelConfig(g_attn=(4, 8), d_attn=(8, 4), attn_pool=False, attn_whiten=False,
-                                         attn_cosine=False)
+    assert preset("seed") == dataclasses.replace(sagan_block, g_attn=(4, 8), d_attn=(8, 4), attn_pool=False)
     assert preset("seed") == ModelConfig.from_dict({"g_attn": [4, 8], "d_attn": [8, 4], "attn_pool": False})
 
 
@@ -184,8 +191,8 @@ def test_attention_options_are_flags_a_resumed_run_keeps():
     saved = dataclasses.asdict(cfg)
     assert from_flags({"steps": 9}, saved).model == cfg.model
     for flag, value in (("attn_dnl", False), ("attn_cosine", False), ("attn_rel_pos", True), ("attn_heads", 4),
-                        ("attn_gamma_init", 0.0), ("attn_whiten", False), ("attn_cosine_scale", 20.0),
-                        ("attn_cosine_fixed", True)):
+                        ("attn_gamma_init", 0.0), ("attn_whiten", False), ("attn_cosine_scale", 30.0),
+                        ("attn_cosine_fixed", False)):
         with pytest.raises(ValueError, match=f"cannot change --{flag.replace('_', '-')} when resuming"):
             from_flags({flag: value}, saved)
 
@@ -197,8 +204,6 @@ def test_attention_options_are_flags_a_resumed_run_keeps():
     (dict(attn_cosine_scale=0.0), "--attn-cosine-scale must be above 0 and at most 100 (the scale's clamp), not 0.0."),
     (dict(attn_cosine_scale=150.0), "--attn-cosine-scale must be above 0 and at most 100"),
     (dict(attn_cosine_scale=float("nan")), "--attn-cosine-scale must be above 0 and at most 100"),
-    (dict(attn_cosine=False, attn_cosine_fixed=True), "--attn-cosine-fixed keeps the scale of cosine logits fixed: "
-                                                      "add --attn-cosine."),
 ])
 def test_unusable_attention_options_name_their_flag(values, message):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
