@@ -12,10 +12,10 @@ import time
 
 import torch
 
-from sagan.config import preset
+from sagan.config import FIELDS_BEFORE, preset
 from sagan.networks import Generator
 
-SAGAN_BLOCK = dict(attn_whiten=False, attn_cosine=False, attn_cosine_scale=10.0, attn_cosine_fixed=False)
+SAGAN_BLOCK = FIELDS_BEFORE  # every option off; cosine logits, where an arm adds them, learn their scale from 10
 ARMS = {
     "sagan": SAGAN_BLOCK,
     "dnl": dict(SAGAN_BLOCK, attn_dnl=True),
@@ -23,8 +23,9 @@ ARMS = {
     "rel-pos": dict(SAGAN_BLOCK, attn_rel_pos=True),
     "heads2": dict(SAGAN_BLOCK, attn_heads=2),
     "cosine+gamma0.5": dict(SAGAN_BLOCK, attn_cosine=True, attn_gamma_init=0.5),
-    "whiten+cosine": dict(attn_whiten=True, attn_cosine=True, attn_cosine_scale=10.0, attn_cosine_fixed=False),
-    "whiten+cosine fixed 20": dict(attn_whiten=True, attn_cosine=True, attn_cosine_scale=20.0, attn_cosine_fixed=True),
+    "whiten+cosine": dict(SAGAN_BLOCK, attn_whiten=True, attn_cosine=True),
+    "whiten+cos fixed20": dict(SAGAN_BLOCK, attn_whiten=True, attn_cosine=True, attn_cosine_scale=20.0,
+                               attn_cosine_fixed=True),
     "all": dict(attn_dnl=True, attn_cosine=True, attn_rel_pos=True, attn_heads=2),
 }
 
